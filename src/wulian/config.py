@@ -1,0 +1,54 @@
+"""Settings: environment variables with a `WULIAN_` prefix; CLI flags override them."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told at start."""
+
+    model_config = SettingsConfigDict(env_prefix="WULIAN_", extra="ignore")
+
+    data_dir: Path = Path("wulian-data")
+    database: str | None = None  # default: sqlite in data_dir; or postgresql://...
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    broker: str = "embedded"  # or mqtt://[user:pass@]host:port of Mosquitto/EMQX/...
+    admin_token: str | None = None
+    lang: str | None = None
+    max_payload_bytes: int = Field(default=256 * 1024, ge=64)
+    max_future_skew_s: int = Field(default=300, ge=0)
+    online_window_s: int = Field(default=300, ge=1)
+    ingest_workers: int = Field(default=0, ge=0)  # 0: one per core for an external broker
+    batch_max: int = Field(default=2000, ge=1)
+    batch_ms: int = Field(default=50, ge=1)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL in force (SQLite in the data dir unless told otherwise)."""
+        return self.database or f"sqlite:///{(self.data_dir / 'wulian.db').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker == "embedded"
+
+    def secret_file(self, name: str) -> Path:
+        return self.data_dir / name
+
+    def ensure_secret(self, name: str) -> tuple[str, bool]:
+        """A secret kept in the data dir (created on first use); (value, created now)."""
+        path = self.secret_file(name)
+        if path.exists():
+            return path.read_text().strip(), False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(value + "\n")
+        return value, True

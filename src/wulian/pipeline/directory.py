@@ -1,0 +1,105 @@
+"""What the hot path needs to know of a device, cached: its product's compiled model, state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wulian.domain.device import Device, verify_secret
+from wulian.domain.rejection import RejectCode, Rejection
+from wulian.domain.validation import CompiledModel
+from wulian.ports import MetadataStore
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    device: Device
+    model: CompiledModel
+
+
+class DeviceDirectory:
+    """A read-through cache of devices and compiled thing models.
+
+    Entries live `ttl_s` so a device disabled through another process (the API, another
+    worker) is refused within that time; local changes call `forget` to act at once.
+    Unknown ids are cached briefly too, so a flood of bogus ids costs one query per id.
+    """
+
+    def __init__(self, store: MetadataStore, *, ttl_s: float = 5.0, negative_ttl_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic, max_entries: int = 200_000) -> None:
+        self._store = store
+        self._ttl = ttl_s
+        self._negative_ttl = negative_ttl_s
+        self._clock = clock
+        self._max = max_entries
+        self._devices: dict[str, tuple[float, Known | Rejection]] = {}
+        self._models: dict[str, tuple[float, CompiledModel | None]] = {}
+        self._verified: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def _model(self, product_id: str, now: float) -> CompiledModel | None:
+        hit = self._models.get(product_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        model = self._store.get_product(product_id)
+        compiled = CompiledModel(model) if model else None
+        # Recompiling costs ~1 ms; keep a compiled model while the document is unchanged.
+        if hit and hit[1] is not None and model is not None and hit[1].model == model:
+            compiled = hit[1]
+        self._models[product_id] = (now + self._ttl, compiled)
+        return compiled
+
+    def lookup(self, device_id: str) -> Known | Rejection:
+        """The device and its compiled model, or why messages from it are refused."""
+        now = self._clock()
+        hit = self._devices.get(device_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        with self._lock:
+            device = self._store.get_device(device_id)
+            entry: Known | Rejection
+            if device is None:
+                entry = Rejection(RejectCode.UNKNOWN_DEVICE, params={"device": device_id[:128]})
+            elif not device.active:
+                entry = Rejection(RejectCode.DEVICE_DISABLED, params={"device": device_id})
+            else:
+                model = self._model(device.product, now)
+                entry = (Known(device, model) if model else
+                         Rejection(RejectCode.UNKNOWN_PRODUCT, params={"product": device.product}))
+            if len(self._devices) >= self._max:
+                self._devices.clear()  # bounded memory beats a perfect cache
+            ttl = self._ttl if isinstance(entry, Known) else self._negative_ttl
+            self._devices[device_id] = (now + ttl, entry)
+            return entry
+
+    def authenticate(self, device_id: str, secret: str) -> Known | Rejection:
+        """Check a device's credentials (slow hash, then cached for `ttl_s` on success)."""
+        known = self.lookup(device_id)
+        if isinstance(known, Rejection):
+            if known.code is RejectCode.UNKNOWN_DEVICE:
+                return Rejection(RejectCode.BAD_CREDENTIALS)  # do not reveal which ids exist
+            return known
+        key = (device_id, secret)
+        now = self._clock()
+        if self._verified.get(key, 0.0) > now:
+            return known
+        if not verify_secret(secret, known.device.secret_hash):
+            return Rejection(RejectCode.BAD_CREDENTIALS)
+        if len(self._verified) >= self._max:
+            self._verified.clear()
+        self._verified[key] = now + self._ttl
+        return known
+
+    def forget(self, device_id: str | None = None) -> None:
+        """Drop cached knowledge of one device (or of everything)."""
+        with self._lock:
+            if device_id is None:
+                self._devices.clear()
+                self._models.clear()
+                self._verified.clear()
+            else:
+                self._devices.pop(device_id, None)
+                for key in [k for k in self._verified if k[0] == device_id]:
+                    del self._verified[key]

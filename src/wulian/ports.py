@@ -1,0 +1,148 @@
+"""The small interfaces the platform's core talks to; adapters implement them.
+
+`Store` is both halves of one database (metadata and telemetry share a transaction scope).
+Implementations: `wulian.storage.sqlite.SqliteStore` (embedded default) and
+`wulian.storage.postgres.PostgresStore` (production). All methods are synchronous and
+thread-safe; async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from wulian.domain.device import Device, DeviceState, Location
+from wulian.domain.message import EventRecord, Value, WriteBatch
+from wulian.domain.thingmodel import ThingModel
+
+Aggregate = Literal["avg", "min", "max", "sum", "count", "first", "last"]
+AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot be reached or refused the write; nothing of the batch is stored."""
+
+
+class Conflict(ValueError):
+    """The thing already exists (or is still in use)."""
+
+
+class NotFound(LookupError):
+    """No such thing."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """Connectivity of one device as the platform last saw it."""
+
+    device_id: str
+    connected: bool
+    last_seen_ms: int | None
+    protocol: str | None
+    remote: str | None
+    ip_version: int | None
+    changed_ms: int | None  # when `connected` last changed
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRejection:
+    id: int
+    received_ms: int
+    device_id: str | None
+    protocol: str
+    topic: str
+    code: str
+    message: str
+    payload: bytes
+
+
+class MetadataStore(Protocol):
+    """Products (thing models), devices and their connection status."""
+
+    def put_product(self, model: ThingModel) -> bool:
+        """Insert or replace a product; True when it was new."""
+        ...
+
+    def get_product(self, product_id: str) -> ThingModel | None: ...
+
+    def list_products(self) -> list[ThingModel]: ...
+
+    def delete_product(self, product_id: str) -> None:
+        """Remove a product; Conflict while devices use it, NotFound when absent."""
+        ...
+
+    def add_device(self, device: Device) -> None:
+        """Register a device; Conflict when the id is taken, NotFound for an unknown product."""
+        ...
+
+    def get_device(self, device_id: str) -> Device | None: ...
+
+    def list_devices(self, *, product: str | None = None, state: DeviceState | None = None,
+                     tag: tuple[str, str] | None = None, search: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[Device]: ...
+
+    def update_device(self, device_id: str, *, state: DeviceState | None = None,
+                      name: str | None = None, tags: dict[str, str] | None = None,
+                      location: Location | None = None) -> Device:
+        """Change a device's mutable fields; NotFound when absent."""
+        ...
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a device and its stored data; False when absent."""
+        ...
+
+    def count_devices(self) -> int: ...
+
+    def set_connected(self, device_id: str, connected: bool, *, ts_ms: int, protocol: str,
+                      remote: str | None) -> None:
+        """Record a connect or disconnect seen by an access adapter."""
+        ...
+
+    def device_status(self, device_id: str) -> DeviceStatus | None: ...
+
+    def online_count(self, seen_since_ms: int) -> int:
+        """Devices connected now, or seen (any protocol) since `seen_since_ms`."""
+        ...
+
+
+class TelemetryStore(Protocol):
+    """Time series, events, dead letters and the platform's counters."""
+
+    def write(self, batch: WriteBatch) -> int:
+        """Store a batch in one transaction (duplicates ignored); returns points inserted.
+
+        Raises StorageUnavailable when nothing could be stored.
+        """
+        ...
+
+    def latest(self, device_id: str) -> dict[str, tuple[int, Value]]: ...
+
+    def points(self, device_id: str, prop: str, *, since: int | None, until: int | None,
+               limit: int, descending: bool = False) -> list[tuple[int, Value]]: ...
+
+    def buckets(self, device_id: str, prop: str, *, since: int, until: int, bucket_ms: int,
+                agg: Aggregate, limit: int) -> list[tuple[int, Value | None]]:
+        """Time-bucketed aggregate computed in the database; bucket start ts, value."""
+        ...
+
+    def events(self, device_id: str, *, since: int | None, until: int | None,
+               limit: int) -> list[EventRecord]: ...
+
+    def rejections(self, *, device_id: str | None, since: int | None,
+                   limit: int) -> list[StoredRejection]: ...
+
+    def counters(self) -> dict[str, int]:
+        """messages_accepted, messages_rejected, points_stored, events_stored, rejected.<code>."""
+        ...
+
+
+class Store(MetadataStore, TelemetryStore, Protocol):
+    """One database holding both halves."""
+
+    url: str
+
+    def close(self) -> None: ...
+
+    def info(self) -> dict[str, Any]:
+        """Backend name and version, for `/api/v1/stats` and the logs."""
+        ...

@@ -1,0 +1,6 @@
+"""Shared fixtures. Each fixture module under tests/fixtures/ is one kind of real component."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+    "tests.fixtures.postgres",
+]
