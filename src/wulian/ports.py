@@ -87,6 +87,10 @@ class MetadataStore(Protocol):
         """Change a device's mutable fields; NotFound when absent."""
         ...
 
+    def set_secret_hash(self, device_id: str, secret_hash: str) -> Device:
+        """Replace a device's secret hash; NotFound when absent."""
+        ...
+
     def delete_device(self, device_id: str) -> bool:
         """Remove a device and its stored data; False when absent."""
         ...
@@ -146,3 +150,33 @@ class Store(MetadataStore, TelemetryStore, Protocol):
     def info(self) -> dict[str, Any]:
         """Backend name and version, for `/api/v1/stats` and the logs."""
         ...
+
+
+class BrokerAdmin(Protocol):
+    """Keeps a broker's device credentials and ACLs in step with the registry.
+
+    The embedded broker asks the registry directly and needs none (`NoBrokerAdmin`);
+    Mosquitto is driven through its dynamic-security plugin
+    (`wulian.access.mosquitto.DynSecAdmin`).
+    """
+
+    def provision(self, device_id: str, secret: str) -> None:
+        """Create (or reset) the device's broker login, allowed only `devices/{id}/#`."""
+        ...
+
+    def set_enabled(self, device_id: str, enabled: bool) -> None: ...
+
+    def remove(self, device_id: str) -> None: ...
+
+
+class NoBrokerAdmin:
+    """For brokers that authenticate against the registry itself (the embedded one)."""
+
+    def provision(self, device_id: str, secret: str) -> None:
+        return None
+
+    def set_enabled(self, device_id: str, enabled: bool) -> None:
+        return None
+
+    def remove(self, device_id: str) -> None:
+        return None

@@ -18,7 +18,7 @@ from wulian.domain.device import (
 from wulian.domain.thingmodel import ThingModel, parse_thing_model
 from wulian.pipeline.directory import DeviceDirectory
 from wulian.pipeline.ingest import now_ms
-from wulian.ports import Conflict, NotFound, Store
+from wulian.ports import BrokerAdmin, Conflict, NoBrokerAdmin, NotFound, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,11 @@ def parse_location(raw: Any) -> Location | None:
 class Registry:
     """Products and devices, with the hot-path cache kept coherent on every change."""
 
-    def __init__(self, store: Store, directory: DeviceDirectory) -> None:
+    def __init__(self, store: Store, directory: DeviceDirectory,
+                 broker: BrokerAdmin | None = None) -> None:
         self.store = store
         self.directory = directory
+        self.broker: BrokerAdmin = broker or NoBrokerAdmin()
 
     def import_product(self, doc: Any) -> tuple[ThingModel, bool]:
         """Validate a thing-model document and store it; (model, created)."""
@@ -79,6 +81,18 @@ class Registry:
                         location=parse_location(location), created_ms=now_ms())
         self.store.add_device(device)  # Conflict when the id is taken
         self.directory.forget(device_id)
+        self.broker.provision(device_id, secret)
+        return NewDevice(device, secret)
+
+    def rotate_secret(self, device_id: str) -> NewDevice:
+        """Issue a new secret for a device (the old one stops working); shown once."""
+        self.device(device_id)
+        secret = new_secret()
+        device = self.store.set_secret_hash(device_id, hash_secret(secret))
+        self.directory.forget(device_id)
+        self.broker.provision(device_id, secret)
+        if not device.active:
+            self.broker.set_enabled(device_id, False)
         return NewDevice(device, secret)
 
     def device(self, device_id: str) -> Device:
@@ -102,12 +116,15 @@ class Registry:
             tags=check_tags(tags) if tags is not None else None,
             location=parse_location(location))
         self.directory.forget(device_id)
+        if new_state is not None:
+            self.broker.set_enabled(device_id, new_state is DeviceState.ACTIVE)
         return device
 
     def delete_device(self, device_id: str) -> None:
         if not self.store.delete_device(device_id):
             raise NotFound(device_id)
         self.directory.forget(device_id)
+        self.broker.remove(device_id)
 
 
 __all__ = ["Conflict", "NewDevice", "NotFound", "Registry"]
