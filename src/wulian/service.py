@@ -1,0 +1,154 @@
+"""`wulian serve`: one process hosting the API, the embedded broker and the MQTT ingest.
+
+With the embedded broker everything runs in this process (one asyncio loop for the
+broker and the HTTP server, one consumer thread). With an external broker the MQTT
+ingest runs in `settings.ingest_workers` separate processes (default: one per core)
+behind an MQTT 5 shared subscription, so decoding, validation and writes use every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import multiprocessing as mp
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+
+from wulian.bootstrap import Core, build_core
+from wulian.config import Settings
+from wulian.i18n import t
+
+log = logging.getLogger(__name__)
+PLATFORM_USER = "wulian-platform"
+
+
+class PortInUse(RuntimeError):
+    """A port the platform must listen on is already taken."""
+
+    def __init__(self, what: str, host: str, port: int) -> None:
+        super().__init__(t("service.port_in_use", what=what, host=host, port=port))
+        self.what, self.host, self.port = what, host, port
+
+
+@dataclass
+class Ready:
+    """What a caller of `serve` learns once everything listens."""
+
+    http_url: str
+    mqtt_host: str
+    mqtt_port: int
+    admin_token: str
+    admin_token_created: bool
+    core: Core
+
+
+def check_port(host: str, port: int, what: str) -> None:
+    """Raise PortInUse when `host:port` cannot be bound (say so before any half-start)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(what, host, port) from None
+            raise
+
+
+def admin_token(settings: Settings) -> tuple[str, bool]:
+    """The admin bearer token: WULIAN_ADMIN_TOKEN, else one kept in the data dir."""
+    if settings.admin_token:
+        return settings.admin_token, False
+    return settings.ensure_secret("admin.token")
+
+
+def _worker_count(settings: Settings) -> int:
+    if settings.embedded_broker:
+        return 1  # amqtt speaks MQTT 3.1.1 only: no shared subscriptions
+    return settings.ingest_workers or max(1, os.cpu_count() or 1)
+
+
+def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Run the platform until SIGINT/SIGTERM or until `stop` is set."""
+    check_port(settings.http_host, settings.http_port, "HTTP")
+    if settings.embedded_broker:
+        check_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
+    core = build_core(settings)
+    try:
+        asyncio.run(_serve(core, on_ready, stop))
+    finally:
+        core.close()
+
+
+async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
+                 stop: threading.Event | None) -> None:
+    from wulian.access.mqtt_ingest import MqttIngest, run_worker
+    from wulian.api.app import create_app
+
+    settings = core.settings
+    token, created = admin_token(settings)
+    platform_password, _ = settings.ensure_secret("mqtt-platform.secret")
+    broker = None
+    consumers: list[MqttIngest] = []
+    workers: list[mp.process.BaseProcess] = []
+    if settings.embedded_broker:
+        from wulian.access.mqtt_embedded import EmbeddedBroker
+
+        broker = EmbeddedBroker(core, host=settings.mqtt_host, port=settings.mqtt_port,
+                                platform_password=platform_password)
+        await broker.start()
+        consumer = MqttIngest.for_embedded(core, platform_password)
+        consumer.start()
+        consumers.append(consumer)
+        mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
+    else:
+        ctx = mp.get_context("spawn")
+        for index in range(_worker_count(settings)):
+            proc = ctx.Process(target=run_worker, args=(settings.model_dump_json(), index),
+                               name=f"wulian-ingest-{index}", daemon=True)
+            proc.start()
+            workers.append(proc)
+        mqtt_host, mqtt_port = MqttIngest.broker_address(settings)
+
+    app = create_app(core, admin_token=token)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def watch() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        host = settings.http_host
+        shown = f"[{host}]" if ":" in host else host
+        if on_ready is not None:
+            ready = Ready(f"http://{shown}:{settings.http_port}", mqtt_host, mqtt_port, token,
+                          created, core)
+            await asyncio.to_thread(on_ready, ready)
+        while not server.should_exit:
+            if stop is not None and stop.is_set():
+                server.should_exit = True
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        for consumer in consumers:
+            await asyncio.to_thread(consumer.stop)
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            await asyncio.to_thread(proc.join, 10)
+        if broker is not None:
+            await broker.stop()
