@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.postgres",
+    "tests.fixtures.api",
+    "tests.fixtures.mosquitto",
 ]

@@ -34,22 +34,39 @@ def set_language(lang: str | None) -> None:
 
 
 def from_accept_language(header: str | None) -> str | None:
-    """The first shipped language in an HTTP Accept-Language header, or None."""
-    for part in (header or "").split(","):
-        lang = normalize(part)
-        if lang:
-            return lang
-    return None
+    """The shipped language the client prefers most in an Accept-Language header, or None.
+
+    Preference is the `q` weight (RFC 9110 §12.5.4), then order; `q=0` means "not this".
+    """
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((header or "").split(",")):
+        tag, _, params = part.partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0  # a malformed weight is no preference
+        lang = normalize(tag)
+        if lang and 0.0 < weight <= 1.0:
+            ranked.append((-weight, index, lang))
+    return min(ranked)[2] if ranked else None
 
 
 def current() -> str:
     """The language in force for this process."""
     if _override:
         return _override
-    for var in ("WULIAN_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
-        lang = normalize(os.environ.get(var))
-        if lang:
-            return lang
+    lang = normalize(os.environ.get("WULIAN_LANG"))
+    if lang:
+        return lang
+    # POSIX precedence: the first locale variable that is set decides (LC_ALL=C over LANG=zh).
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return normalize(value) or DEFAULT
     return DEFAULT
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# Match with `fullmatch`: `$` also matches before a trailing newline.
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TAGS = 32
@@ -72,7 +73,7 @@ class Device:
 
 def check_device_id(device_id: str) -> str:
     """Return `device_id` if it is valid, else raise DeviceError."""
-    if not isinstance(device_id, str) or not DEVICE_ID.match(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
         raise DeviceError("id", "must match [A-Za-z0-9_.:-]{1,128}")
     return device_id
 
@@ -86,7 +87,7 @@ def check_tags(tags: Any) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise DeviceError("tags", f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
-        if not isinstance(key, str) or not TAG_KEY.match(key):
+        if not isinstance(key, str) or not TAG_KEY.fullmatch(key):
             raise DeviceError(f"tags.{key}", "tag keys must match [A-Za-z0-9_.:-]{1,64}")
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
             raise DeviceError(f"tags.{key}", f"must be a string of at most {MAX_TAG_VALUE} chars")
@@ -113,12 +114,16 @@ def hash_secret(secret: str) -> str:
 
 def verify_secret(secret: str, stored: str) -> bool:
     """True when `secret` matches the stored hash (constant-time comparison)."""
+    if not isinstance(secret, str) or not isinstance(stored, str):
+        return False  # e.g. an MQTT CONNECT without a password
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
+        expected = bytes.fromhex(digest)
         got = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r),
                              p=int(p))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, MemoryError):
+        # malformed or absurd parameters (OverflowError: n too large for C) mean "no match"
         return False
-    return hmac.compare_digest(got.hex(), digest)
+    return hmac.compare_digest(got, expected)

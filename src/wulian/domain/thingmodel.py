@@ -10,17 +10,22 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 ValueType = Literal["int", "float", "bool", "string", "enum"]
 VALUE_TYPES: tuple[str, ...] = ("int", "float", "bool", "string", "enum")
 EVENT_LEVELS: tuple[str, ...] = ("info", "warning", "minor", "major", "critical")
+# Match with `fullmatch`: `$` also matches before a trailing newline, so `.match` would
+# let "temperature\n" through.
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# `ts` is the sample's timestamp in telemetry and event payloads alike.
 RESERVED_PROPERTIES = frozenset({"ts"})
 # Integers beyond int64 cannot be stored in either backend.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 DEFAULT_STRING_MAX = 1024
+# Longer than any payload the platform accepts; bounds what the compiled decoder is asked for.
+MAX_STRING_LENGTH = 1 << 20
 
 
 class ThingModelError(ValueError):
@@ -69,11 +74,14 @@ class Event:
     level: str = "info"
     name: str | None = None
     params: tuple[Field, ...] = ()
+    description: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"id": self.id, "level": self.level}
-        if self.name:
+        if self.name is not None:
             doc["name"] = self.name
+        if self.description is not None:
+            doc["description"] = self.description
         doc["params"] = [p.to_doc() for p in self.params]
         return doc
 
@@ -86,11 +94,14 @@ class Command:
     name: str | None = None
     params: tuple[Field, ...] = ()
     result: tuple[Field, ...] = ()
+    description: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"id": self.id}
-        if self.name:
+        if self.name is not None:
             doc["name"] = self.name
+        if self.description is not None:
+            doc["description"] = self.description
         doc["params"] = [p.to_doc() for p in self.params]
         if self.result:
             doc["result"] = [p.to_doc() for p in self.result]
@@ -107,10 +118,12 @@ class ThingModel:
     events: tuple[Event, ...] = ()
     commands: tuple[Command, ...] = ()
     description: str | None = None
-    _by_id: dict[str, Field] = field(default_factory=dict, compare=False, repr=False)
+    # Not an __init__ argument: `dataclasses.replace` would hand the old model's index to
+    # the new one and both would then see each other's properties.
+    _by_id: dict[str, Field] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_id.update({p.id: p for p in self.properties})
+        object.__setattr__(self, "_by_id", {p.id: p for p in self.properties})
 
     def property(self, prop_id: str) -> Field | None:
         """The property named `prop_id`, or None."""
@@ -127,7 +140,7 @@ class ThingModel:
     def to_doc(self) -> dict[str, Any]:
         """The thing model as a JSON-ready document (round-trips through `parse_thing_model`)."""
         doc: dict[str, Any] = {"id": self.id, "name": self.name}
-        if self.description:
+        if self.description is not None:
             doc["description"] = self.description
         doc["properties"] = [p.to_doc() for p in self.properties]
         doc["events"] = [e.to_doc() for e in self.events]
@@ -163,7 +176,13 @@ def _number(doc: Mapping[str, Any], key: str, path: str) -> float | None:
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ThingModelError(f"{path}.{key}", "must be a finite number")
+    try:
+        finite = math.isfinite(value)  # OverflowError: an int beyond any float
+    except OverflowError:
+        finite = False
+    if not finite:
         raise ThingModelError(f"{path}.{key}", "must be a finite number")
     return value
 
@@ -181,29 +200,35 @@ _FIELD_KEYS = {"id", "type", "name", "unit", "min", "max", "max_length", "values
 def _parse_field(raw: Any, path: str) -> Field:
     doc = _require_mapping(raw, path)
     _check_unknown(doc, _FIELD_KEYS, path)
-    ident = doc.get("id")
-    if not isinstance(ident, str) or not IDENT.match(ident):
-        raise ThingModelError(f"{path}.id", "must match [A-Za-z_][A-Za-z0-9_]{0,63}")
-    vtype = doc.get("type")
-    if vtype not in VALUE_TYPES:
+    ident = _ident(doc, path)
+    raw_type = doc.get("type")
+    if not isinstance(raw_type, str) or raw_type not in VALUE_TYPES:
         raise ThingModelError(f"{path}.type", f"must be one of {', '.join(VALUE_TYPES)}")
+    vtype = cast(ValueType, raw_type)
     lo, hi = _number(doc, "min", path), _number(doc, "max", path)
-    if (lo is not None or hi is not None) and vtype not in ("int", "float"):
-        raise ThingModelError(f"{path}.min", f"min/max apply to int and float, not {vtype}")
-    if lo is not None and hi is not None and lo > hi:
-        raise ThingModelError(f"{path}.min", f"min ({lo}) is greater than max ({hi})")
+    if vtype not in ("int", "float"):
+        for key, bound in (("min", lo), ("max", hi)):
+            if bound is not None:
+                raise ThingModelError(f"{path}.{key}",
+                                      f"min/max apply to int and float, not {vtype}")
     if vtype == "int":
         for key, bound in (("min", lo), ("max", hi)):
             if bound is not None and bound != int(bound):
                 raise ThingModelError(f"{path}.{key}", "must be a whole number for an int")
+            if bound is not None and not INT_MIN <= bound <= INT_MAX:
+                raise ThingModelError(f"{path}.{key}", "must lie within the int64 range")
         lo = int(lo) if lo is not None else None
         hi = int(hi) if hi is not None else None
+    if lo is not None and hi is not None and lo > hi:
+        raise ThingModelError(f"{path}.min", f"min ({lo}) is greater than max ({hi})")
     max_length = doc.get("max_length")
     if max_length is not None:
         if vtype != "string":
             raise ThingModelError(f"{path}.max_length", "applies to string only")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ThingModelError(f"{path}.max_length", "must be a positive integer")
+        if (isinstance(max_length, bool) or not isinstance(max_length, int)
+                or not 1 <= max_length <= MAX_STRING_LENGTH):
+            raise ThingModelError(f"{path}.max_length",
+                                  f"must be an integer from 1 to {MAX_STRING_LENGTH}")
     values: tuple[str, ...] = ()
     if vtype == "enum":
         raw_values = doc.get("values")
@@ -226,14 +251,14 @@ def _parse_field(raw: Any, path: str) -> Field:
     )
 
 
-def _parse_fields(raw: Any, path: str) -> tuple[Field, ...]:
+def _parse_fields(raw: Any, path: str, *, reserved: frozenset[str] = frozenset()) -> \
+        tuple[Field, ...]:
     fields = tuple(_parse_field(item, f"{path}[{i}]") for i, item in
                    enumerate(_require_list(raw, path)))
-    seen: set[str] = set()
     for i, f in enumerate(fields):
-        if f.id in seen:
-            raise ThingModelError(f"{path}[{i}].id", f"duplicate id '{f.id}'")
-        seen.add(f.id)
+        if f.id in reserved:
+            raise ThingModelError(f"{path}[{i}].id", f"'{f.id}' is reserved")
+    _unique(fields, path)
     return fields
 
 
@@ -247,7 +272,7 @@ def _unique(items: Sequence[Any], path: str) -> None:
 
 def _ident(doc: Mapping[str, Any], path: str) -> str:
     ident = doc.get("id")
-    if not isinstance(ident, str) or not IDENT.match(ident):
+    if not isinstance(ident, str) or not IDENT.fullmatch(ident):
         raise ThingModelError(f"{path}.id", "must match [A-Za-z_][A-Za-z0-9_]{0,63}")
     return ident
 
@@ -255,18 +280,15 @@ def _ident(doc: Mapping[str, Any], path: str) -> str:
 def parse_thing_model(raw: Any) -> ThingModel:
     """Check a thing-model document and build the model; errors name the offending field."""
     doc = _require_mapping(raw, "$")
-    _check_unknown(doc, {"id", "name", "description", "properties", "events", "commands",
-                         "version"}, "$")
+    _check_unknown(doc, {"id", "name", "description", "properties", "events", "commands"}, "$")
     ident = doc.get("id")
-    if not isinstance(ident, str) or not PRODUCT_ID.match(ident):
+    if not isinstance(ident, str) or not PRODUCT_ID.fullmatch(ident):
         raise ThingModelError("$.id", "must match [A-Za-z0-9_.:-]{1,128}")
     name = doc.get("name", ident)
     if not isinstance(name, str) or not name:
         raise ThingModelError("$.name", "must be a non-empty string")
-    properties = _parse_fields(doc.get("properties"), "$.properties")
-    for i, prop in enumerate(properties):
-        if prop.id in RESERVED_PROPERTIES:
-            raise ThingModelError(f"$.properties[{i}].id", f"'{prop.id}' is reserved")
+    properties = _parse_fields(doc.get("properties"), "$.properties",
+                               reserved=RESERVED_PROPERTIES)
     events: list[Event] = []
     for i, raw_event in enumerate(_require_list(doc.get("events"), "$.events")):
         path = f"$.events[{i}]"
@@ -276,7 +298,9 @@ def parse_thing_model(raw: Any) -> ThingModel:
         if level not in EVENT_LEVELS:
             raise ThingModelError(f"{path}.level", f"must be one of {', '.join(EVENT_LEVELS)}")
         events.append(Event(id=_ident(edoc, path), level=level, name=_opt_str(edoc, "name", path),
-                            params=_parse_fields(edoc.get("params"), f"{path}.params")))
+                            params=_parse_fields(edoc.get("params"), f"{path}.params",
+                                                 reserved=RESERVED_PROPERTIES),
+                            description=_opt_str(edoc, "description", path)))
     _unique(events, "$.events")
     commands: list[Command] = []
     for i, raw_cmd in enumerate(_require_list(doc.get("commands"), "$.commands")):
@@ -285,7 +309,8 @@ def parse_thing_model(raw: Any) -> ThingModel:
         _check_unknown(cdoc, {"id", "name", "params", "result", "description"}, path)
         commands.append(Command(id=_ident(cdoc, path), name=_opt_str(cdoc, "name", path),
                                 params=_parse_fields(cdoc.get("params"), f"{path}.params"),
-                                result=_parse_fields(cdoc.get("result"), f"{path}.result")))
+                                result=_parse_fields(cdoc.get("result"), f"{path}.result"),
+                                description=_opt_str(cdoc, "description", path)))
     _unique(commands, "$.commands")
     return ThingModel(id=ident, name=name, properties=properties, events=tuple(events),
                       commands=tuple(commands), description=_opt_str(doc, "description", "$"))

@@ -34,7 +34,8 @@ class DeviceDirectory:
         self._negative_ttl = negative_ttl_s
         self._clock = clock
         self._max = max_entries
-        self._devices: dict[str, tuple[float, Known | Rejection]] = {}
+        # device id -> (expires, verdict, the device record when there is one)
+        self._devices: dict[str, tuple[float, Known | Rejection, Device | None]] = {}
         self._models: dict[str, tuple[float, CompiledModel | None]] = {}
         self._verified: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -53,10 +54,13 @@ class DeviceDirectory:
 
     def lookup(self, device_id: str) -> Known | Rejection:
         """The device and its compiled model, or why messages from it are refused."""
+        return self._entry(device_id)[0]
+
+    def _entry(self, device_id: str) -> tuple[Known | Rejection, Device | None]:
         now = self._clock()
         hit = self._devices.get(device_id)
         if hit and hit[0] > now:
-            return hit[1]
+            return hit[1], hit[2]
         with self._lock:
             device = self._store.get_device(device_id)
             entry: Known | Rejection
@@ -71,26 +75,28 @@ class DeviceDirectory:
             if len(self._devices) >= self._max:
                 self._devices.clear()  # bounded memory beats a perfect cache
             ttl = self._ttl if isinstance(entry, Known) else self._negative_ttl
-            self._devices[device_id] = (now + ttl, entry)
-            return entry
+            self._devices[device_id] = (now + ttl, entry, device)
+            return entry, device
 
     def authenticate(self, device_id: str, secret: str) -> Known | Rejection:
-        """Check a device's credentials (slow hash, then cached for `ttl_s` on success)."""
-        known = self.lookup(device_id)
-        if isinstance(known, Rejection):
-            if known.code is RejectCode.UNKNOWN_DEVICE:
-                return Rejection(RejectCode.BAD_CREDENTIALS)  # do not reveal which ids exist
-            return known
+        """Check a device's credentials (slow hash, then cached for `ttl_s` on success).
+
+        Only a caller with the right secret learns more than `bad_credentials`: that the
+        device is disabled, or its product gone; the answer never tells which ids exist.
+        """
+        entry, device = self._entry(device_id)
+        if device is None:
+            return Rejection(RejectCode.BAD_CREDENTIALS)
         key = (device_id, secret)
         now = self._clock()
         if self._verified.get(key, 0.0) > now:
-            return known
-        if not verify_secret(secret, known.device.secret_hash):
+            return entry
+        if not verify_secret(secret, device.secret_hash):
             return Rejection(RejectCode.BAD_CREDENTIALS)
         if len(self._verified) >= self._max:
             self._verified.clear()
         self._verified[key] = now + self._ttl
-        return known
+        return entry
 
     def forget(self, device_id: str | None = None) -> None:
         """Drop cached knowledge of one device (or of everything)."""

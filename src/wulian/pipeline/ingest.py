@@ -16,6 +16,7 @@ from wulian.domain.message import (
     Outcome,
     RejectionRecord,
     SeenRecord,
+    Value,
     WriteBatch,
 )
 from wulian.domain.rejection import RejectCode, Rejection
@@ -114,7 +115,7 @@ class Pipeline:
         if isinstance(records, Rejection):
             return Outcome(rejection=records)
         device_id = msg.device_id
-        points = []
+        points: list[tuple[str, str, int, Value]] = []
         for ts, pairs in records:
             if ts is None:
                 ts = msg.received_ms

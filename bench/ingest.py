@@ -1,0 +1,938 @@
+#!/usr/bin/env python3
+"""bench/ingest.py - MQTT ingest throughput, loss and latency of the platform, with references.
+
+One run measures, on this machine and back to back:
+  1. ceiling  : ../shared/reference-bench/mqtt_throughput.py --broker mosquitto --pub c
+                --sub c --qos 1 (C publisher -> Mosquitto -> C subscriber, nothing stored).
+  2. strawman : ../shared/reference-bench/e2e_strawman.py --qos 1 --pubs 3 --rates 0
+                (paho -> Mosquitto with default limits -> one paho subscriber -> SQLite).
+  3. platform : for each backend (SQLite, then PostgreSQL), "external mode" as a user runs it:
+       - a private Mosquitto on a free 127.0.0.1 port, configured by the platform's own
+         `wulian.access.mosquitto.write_broker_files` (dynamic security, raised queue limits);
+       - the bench product (bench/product.json, 5 properties) and `--devices` devices
+         registered through `core.registry` (scrypt-hashed secrets, broker login and ACL
+         provisioned by `DynSecAdmin`), in a fresh database (PostgreSQL: created on
+         127.0.0.1:5432 and dropped afterwards);
+       - `wulian serve --broker mqtt://wulian-platform:...@127.0.0.1:PORT --database URL
+         --workers N` as a subprocess (HTTP API + N ingest worker processes sharing
+         `$share/wulian/devices/+/telemetry`);
+       - bench/loadgen.py: every device logs in with its own credentials and publishes QoS 1
+         telemetry as fast as PUBACKs return, for `--seconds` (throughput phase); then, after
+         the platform has drained, a paced phase at `--latency-load` x the measured
+         throughput for `--latency-seconds` (latency phase).
+     Reported per backend:
+       - sustained messages/s and points/s = messages stored / (last point stored - first
+         publish), the same window the strawman and the ceiling use;
+       - lost = messages PUBACKed to a device and not stored, counted message by message
+         (every message has a distinct ts per device; the store is read back per device);
+       - publish-to-queryable latency p50/p99: for 1% of the devices (every 100th), every
+         message's publish time is sent to the bench, which polls the store's `points()`
+         every `--poll-ms` for them; latency = first poll that sees it - publish time
+         (so it includes up to one poll interval). Reported for the throughput phase (where
+         it is queueing time behind the backlog) and for the paced phase;
+       - CPU % of one core of every process over the throughput window: mosquitto, the
+         `wulian serve` process, each ingest worker, the load generator processes, and this
+         bench process (latency sampler and drain monitor).
+  Then a table (rich) with the ratios platform/strawman and platform/ceiling, one JSON line
+  per run appended to bench/results/ingest.jsonl, and a chart in docs/bench-ingest.png.
+
+Usage (full run, ~6 minutes on 2 cores):
+  uv run python bench/ingest.py
+  uv run python bench/ingest.py --quick --skip-refs --backend sqlite     # ~1 minute smoke
+Options: --seconds (>= 30 for a real run), --workers, --devices, --backend
+sqlite|postgres|both, --skip-refs, --quick, --gen-procs, --window, --pg-admin DSN, --keep.
+Everything is bounded in time and talks only to 127.0.0.1; every process it starts is
+stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loadgen import (  # bench/ is not a package: imported from its own folder
+    PRODUCT_ID,
+    DeviceResult,
+    GenConfig,
+    GenResult,
+    LoadGen,
+    device_ids,
+    product_doc,
+)
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+REFBENCH = Path(os.environ.get("WULIAN_REFBENCH", ROOT.parent / "shared" / "reference-bench"))
+RESULTS = ROOT / "bench" / "results" / "ingest.jsonl"
+CHART = ROOT / "docs" / "bench-ingest.png"
+PLATFORM_USER = "wulian-platform"
+PROBE_PROP = "temperature"  # one point of every message: the property read back
+N_PROPS = len(product_doc()["properties"])
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout:.0f}s")
+
+
+def stop_proc(p: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+              timeout: float = 15.0) -> None:
+    """Stop one process we started, by its PID: `sig`, then SIGKILL after `timeout`."""
+    if p is None or p.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(p.pid, sig)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait(5)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))]
+
+
+# ====================================================================== references
+def run_reference(script: str, args: list[str], workdir: Path, timeout: float) -> dict[str, Any]:
+    """Run a reference script with REFBENCH_RESULTS in `workdir`; its last JSON line."""
+    results = workdir / f"{script}.jsonl"
+    env = {**os.environ, "REFBENCH_RESULTS": str(results)}
+    cmd = [sys.executable, str(REFBENCH / script), *args]
+    log("reference: " + " ".join(cmd[1:]))
+    out = subprocess.run(cmd, env=env, cwd=workdir, timeout=timeout, capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0 or not results.exists():
+        raise RuntimeError(f"{script} failed ({out.returncode}): {out.stderr[-2000:]}")
+    for line in out.stdout.splitlines():
+        if line.strip():
+            log("  " + line.strip())
+    rec: dict[str, Any] = json.loads(results.read_text().splitlines()[-1])
+    return rec
+
+
+def ceiling(workdir: Path, runs: int, msgs: int) -> dict[str, Any]:
+    rec = run_reference("mqtt_throughput.py", [
+        "--broker", "mosquitto", "--pub", "c", "--sub", "c", "--qos", "1",
+        "--msgs", str(msgs), "--runs", str(runs), "--port", str(free_port())],
+        workdir, timeout=runs * 100 + 60)
+    s = rec["summary"]
+    return {"name": "ceiling", "label": "ceiling: C pub → Mosquitto → C sub",
+            "msgs_per_s": s["delivered_per_s"]["median"],
+            "points_per_s": None, "lost": int(s["lost"]["median"]),
+            "runs": rec["runs"], "args": {"msgs": msgs, "runs": runs}}
+
+
+def strawman(workdir: Path, runs: int, seconds: float) -> dict[str, Any]:
+    rec = run_reference("e2e_strawman.py", [
+        "--qos", "1", "--pubs", "3", "--rates", "0", "--seconds", str(seconds),
+        "--runs", str(runs), "--db", str(workdir / "strawman.sqlite"),
+        "--port", str(free_port())], workdir, timeout=runs * (seconds + 200) + 60)
+    s = rec["summary"]
+    return {"name": "strawman", "label": "strawman: 3 paho pubs → Mosquitto → paho → SQLite",
+            "msgs_per_s": s["stored_msgs_per_s"]["median"],
+            "points_per_s": s["stored_rows_per_s"]["median"],
+            "lost": int(s["lost"]["median"]),
+            "published_ok": int(s["published_ok"]["median"]),
+            "offered_per_s": s["offered_per_s"]["median"],
+            "runs": rec["runs"], "args": {"seconds": seconds, "runs": runs}}
+
+
+# ====================================================================== the platform
+@dataclass
+class Backend:
+    name: str  # sqlite | postgres
+    url: str
+    drop: Any = None  # callable that removes the database
+
+
+def make_backend(kind: str, work: Path, pg_admin: str) -> Backend:
+    if kind == "sqlite":
+        return Backend("sqlite", f"sqlite:///{work / 'data' / 'wulian.db'}")
+    import psycopg
+
+    name = f"wulian_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with psycopg.connect(pg_admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(pg_admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return Backend("postgres", f"{pg_admin.rsplit('/', 1)[0]}/{name}", drop)
+
+
+def start_broker(work: Path, password: str,
+                 dynsec_from: Path | None = None) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Mosquitto under the platform's own generated config, on a free loopback port.
+
+    `dynsec_from`: a dynamic-security.json already holding the devices' logins (written by
+    DynSecAdmin in an earlier backend's run of this invocation, same platform password);
+    `write_broker_files` keeps an existing one.
+    """
+    from wulian.access.mosquitto import write_broker_files
+
+    port = free_port()
+    bdir = work / "broker"
+    bdir.mkdir(parents=True, exist_ok=True)
+    if dynsec_from is not None:
+        shutil.copy2(dynsec_from, bdir / "dynamic-security.json")
+    options: dict[str, Any] = {"hosts": (HOST,), "log_file": bdir / "mosquitto.log"}
+    if os.geteuid() == 0:  # as root Mosquitto would switch to user `mosquitto`: stay
+        options["user"] = "root"
+    conf = write_broker_files(bdir, port, PLATFORM_USER, password, **options)
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 15)
+    except RuntimeError:
+        stop_proc(proc)
+        raise
+    return proc, port, bdir / "mosquitto.log"
+
+
+@dataclass
+class Fleet:
+    """The bench devices of this invocation: made once, registered in every backend's run."""
+
+    password: str  # the platform's broker login, the same for every backend
+    creds: list[tuple[str, str]] = field(default_factory=list)  # (device id, secret)
+    devices: list[Any] = field(default_factory=list)  # wulian.domain.device.Device
+    dynsec: Path | None = None  # the broker's dynamic-security.json holding their logins
+
+
+def provision(settings: Any, n: int, fleet: Fleet, broker_dir: Path) -> None:
+    """Register the bench product and `n` devices.
+
+    First backend: through `core.registry.add_device` as the API does it (scrypt-hashed
+    secret in the store, broker login and ACL through DynSecAdmin). Later backends: the same
+    devices and hashes go into the new store directly, and the broker starts from a copy
+    of the dynamic-security file the first run's DynSecAdmin wrote (hashing 1,000 secrets
+    again would cost ~40 s of CPU and measure nothing new).
+    """
+    from wulian.bootstrap import build_core
+    from wulian.ports import Conflict
+
+    core = build_core(settings, provision_broker=not fleet.creds)
+    try:
+        core.registry.import_product(product_doc())
+        if fleet.creds:
+            for device in fleet.devices:
+                core.store.add_device(device)
+            return
+        # scrypt (~40 ms a secret) releases the GIL: one thread per core hashes in parallel;
+        # a few more keep the dynamic-security round trips to the broker overlapped.
+        workers = (os.cpu_count() or 1) + 2
+
+        def add(dev: str) -> Any:
+            try:
+                return core.registry.add_device(dev, PRODUCT_ID)
+            except Conflict:
+                return core.registry.rotate_secret(dev)
+
+        with ThreadPoolExecutor(workers) as pool:
+            made = list(pool.map(add, device_ids(n)))
+        fleet.creds = [(m.device.id, m.secret) for m in made]
+        fleet.devices = [m.device for m in made]
+        keep = Path(tempfile.mkdtemp(prefix="wulian-bench-dynsec-")) / "dynamic-security.json"
+        fleet.dynsec = keep
+        # Mosquitto writes the file after every change: it is complete once we get here.
+        shutil.copy2(broker_dir / "dynamic-security.json", keep)
+    finally:
+        close_admin = getattr(core.registry.broker, "close", None)
+        if close_admin is not None:
+            close_admin()
+        core.close()
+
+
+def serve_command(broker_url: str, db_url: str, workers: int) -> list[str]:
+    """`wulian serve ...` as a user types it (falls back to the service module if the CLI
+    has no `serve` yet)."""
+    exe = Path(sys.executable).with_name("wulian")
+    if exe.exists():
+        probe = subprocess.run([str(exe), "serve", "--help"], capture_output=True, text=True,
+                               timeout=60, check=False)
+        if probe.returncode == 0:
+            cmd = [str(exe), "serve", "--broker", broker_url, "--database", db_url]
+            if "--workers" in probe.stdout:
+                cmd += ["--workers", str(workers)]
+            return cmd
+    return [sys.executable, "-c",
+            "from wulian.config import Settings; from wulian.service import serve; "
+            "serve(Settings())"]
+
+
+@dataclass
+class Platform:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def processes(self) -> dict[str, psutil.Process]:
+        """serve and its ingest workers, labelled."""
+        out: dict[str, psutil.Process] = {}
+        try:
+            root = psutil.Process(self.proc.pid)
+        except psutil.NoSuchProcess:
+            return out
+        out["wulian serve"] = root
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                cmd = " ".join(child.cmdline())
+                if "resource_tracker" in cmd:
+                    continue
+                out[f"ingest worker {len(out) - 1}"] = child
+        return out
+
+
+def start_platform(cmd: list[str], env: dict[str, str], work: Path, http_port: int,
+                   broker_log: Path, workers: int) -> Platform:
+    log_path = work / "serve.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=work)
+    plat = Platform(proc, log_path)
+    deadline = time.monotonic() + 90
+    want = [f"wulian-ingest-{i}" for i in range(workers)]
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"wulian serve exited ({proc.returncode}): "
+                               f"{log_path.read_text()[-3000:]}")
+        text = broker_log.read_text(errors="replace") if broker_log.exists() else ""
+        if all(f" as {w} " in text or f" as {w}\n" in text for w in want):
+            with contextlib.suppress(RuntimeError):
+                wait_port(http_port, 1)
+                return plat
+        time.sleep(0.2)
+    stop_proc(proc)
+    raise RuntimeError(f"the ingest workers did not connect to the broker in 90 s; "
+                       f"serve log: {log_path.read_text()[-3000:]}")
+
+
+def start_profiles(plat: Platform, out_dir: Path, kind: str,
+                   seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy record (raw folded stacks, idle frames and threads included) of every ingest
+    worker for `seconds`; summarize_profile() reads the result."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for label, proc in plat.processes().items():
+        if not label.startswith("ingest worker"):
+            continue
+        dest = out_dir / f"{kind}-{label.replace(' ', '-')}.folded"
+        procs.append(subprocess.Popen(
+            [exe, "record", "--pid", str(proc.pid), "--duration", str(int(seconds)),
+             "--rate", "100", "--format", "raw", "--idle", "--threads", "--nonblocking",
+             "-o", str(dest)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def _frame(frame: str) -> str:
+    """`func (path/to/file.py:12)` -> `func (file.py)`: lines of one function merged."""
+    func, sep, where = frame.partition(" (")
+    if not sep:
+        return frame
+    return f"{func} ({where.rsplit('/', 1)[-1].split(':')[0].rstrip(')')})"
+
+
+def summarize_profile(path: Path, top: int = 25) -> list[str]:
+    """Per thread: share of samples; then the functions with the most inclusive time."""
+    threads: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n_s = line.rpartition(" ")
+        if not stack or not n_s.isdigit():
+            continue
+        n = int(n_s)
+        frames = stack.split(";")
+        thread = frames[0]
+        threads[thread] = threads.get(thread, 0) + n
+        total += n
+        seen = set()
+        for f in frames[1:]:
+            key = f"{thread[:40]} | {_frame(f)}"
+            if key not in seen:
+                inclusive[key] = inclusive.get(key, 0) + n
+                seen.add(key)
+        leaf = f"{thread[:40]} | {_frame(frames[-1])}"
+        own[leaf] = own.get(leaf, 0) + n
+    lines = [f"{path.name}: {total} samples"]
+    lines += [f"  thread {t}: {100 * c / total:.0f}%" for t, c in
+              sorted(threads.items(), key=lambda x: -x[1])]
+    lines.append("  inclusive:")
+    lines += [f"    {100 * c / total:5.1f}%  {k}" for k, c in
+              sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
+    lines.append("  self:")
+    lines += [f"    {100 * c / total:5.1f}%  {k}" for k, c in
+              sorted(own.items(), key=lambda x: -x[1])[:top]]
+    return lines
+
+
+def warm_up(port: int, password: str, store: Any, ids: list[str], timeout: float) -> int:
+    """One message per device, ts in the past (outside the measured range), via the platform
+    login; returns once they are all stored, so every worker is subscribed and caching."""
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-warmup")
+    c.username_pw_set(PLATFORM_USER, password)
+    c.connect(HOST, port, keepalive=30)
+    c.loop_start()
+    try:
+        before = store.counters().get("messages_accepted", 0)
+        infos = [c.publish(f"devices/{dev}/telemetry",
+                           b'{"ts":%d,"temperature":20.5,"humidity":50.0,"pm25":10,"co2":420,'
+                           b'"noise":35.0}' % (1_600_000_000_000 + i), qos=1)
+                 for i, dev in enumerate(ids)]
+        for info in infos:
+            info.wait_for_publish(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if store.counters().get("messages_accepted", 0) - before >= len(ids):
+                return len(ids)
+            time.sleep(0.1)
+        raise RuntimeError("warm-up messages were not all stored in time")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+class CpuWatch:
+    """CPU seconds of labelled processes between start() and stop()."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, psutil.Process] = {}
+        self.t0 = 0.0
+        self.c0: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def add(self, label: str, proc: psutil.Process) -> None:
+        self.procs[label] = proc
+
+    def _cpu(self, label: str) -> float | None:
+        try:
+            t = self.procs[label].cpu_times()
+            self.last[label] = t.user + t.system
+        except psutil.Error:
+            pass  # ended: its last reading stands
+        return self.last.get(label)
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.c0 = {k: v for k in self.procs if (v := self._cpu(k)) is not None}
+
+    def sample(self) -> None:
+        for k in self.procs:
+            self._cpu(k)
+
+    def stop(self, t_end: float | None = None) -> dict[str, float]:
+        span = (t_end or time.monotonic()) - self.t0
+        out = {}
+        for k in self.procs:
+            c1 = self._cpu(k)
+            if c1 is not None and k in self.c0:
+                out[k] = round(100 * (c1 - self.c0[k]) / span, 1)
+        return out
+
+
+class Sampler(threading.Thread):
+    """Polls the store for the sampled devices' messages; records publish-to-queryable ms."""
+
+    def __init__(self, store: Any, gen: LoadGen, poll_s: float) -> None:
+        super().__init__(name="latency-sampler", daemon=True)
+        self.store = store
+        self.gen = gen
+        self.poll_s = poll_s
+        self.pending: dict[str, dict[int, float]] = {}
+        self.latencies: list[tuple[float, float]] = []  # (publish wall ms, latency ms)
+        self.stop_evt = threading.Event()
+        self.polls = 0
+
+    def run(self) -> None:
+        while not self.stop_evt.is_set():
+            self.poll_once()
+            self.stop_evt.wait(self.poll_s)
+
+    def poll_once(self) -> None:
+        for dev, ts, pub_ms in self.gen.samples():
+            self.pending.setdefault(dev, {})[ts] = pub_ms
+        for dev, want in self.pending.items():
+            if not want:
+                continue
+            rows = self.store.points(dev, PROBE_PROP, since=min(want), until=None, limit=500)
+            now = time.time() * 1000.0
+            for ts, _ in rows:
+                pub = want.pop(ts, None)
+                if pub is not None:
+                    self.latencies.append((pub, now - pub))
+        self.polls += 1
+
+    def finish(self, timeout: float) -> int:
+        """Keep polling until nothing is pending (bounded); the number still missing."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and (any(self.pending.values()) or not self.polls):
+            time.sleep(self.poll_s)
+        self.stop_evt.set()
+        self.join(10)
+        self.poll_once()
+        return sum(len(v) for v in self.pending.values())
+
+
+@dataclass
+class Phase:
+    gen: GenResult
+    t_last_stored: float
+    stored_points: int
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    missing_samples: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def wait_stored(store: Any, target_points: int, base_points: int, idle_s: float,
+                timeout: float, timeline: list[tuple[float, int]],
+                cpu: CpuWatch | None = None) -> tuple[float, int]:
+    """Poll the store's counters until `target_points` more points are stored, or no progress
+    for `idle_s`, or `timeout`; (wall time of the last increase, points stored)."""
+    end = time.monotonic() + timeout
+    last_val, last_change = -1, time.time()
+    while True:
+        val = store.counters().get("points_stored", 0) - base_points
+        now = time.time()
+        if val != last_val:
+            last_val, last_change = val, now
+            timeline.append((now, val))
+        if cpu is not None:
+            cpu.sample()
+        if val >= target_points or now - last_change > idle_s or time.monotonic() > end:
+            return last_change, val
+        time.sleep(0.05)
+
+
+def run_phase(gen: LoadGen, store: Any, base_points: int, poll_s: float, cpu: CpuWatch | None,
+              drain_timeout: float) -> Phase:
+    gen.start()
+    sampler = Sampler(store, gen, poll_s)
+    timeline: list[tuple[float, int]] = []
+    if cpu is not None:
+        for i, pid in enumerate(gen.pids):
+            cpu.add(f"loadgen {i}", psutil.Process(pid))
+        cpu.start()
+    t_go = gen.go()
+    timeline.append((t_go, 0))
+    sampler.start()
+    stop_tl = threading.Event()
+
+    def follow() -> None:  # throughput over time while publishing
+        while not stop_tl.wait(0.5):
+            timeline.append((time.time(), store.counters().get("points_stored", 0) - base_points))
+            if cpu is not None:
+                cpu.sample()
+
+    tl = threading.Thread(target=follow, daemon=True)
+    tl.start()
+    try:
+        res = gen.collect()
+    finally:
+        stop_tl.set()
+        tl.join(5)
+        gen.stop()
+    target = res.acked * N_PROPS
+    t_last, stored = wait_stored(store, target, base_points, idle_s=15, timeout=drain_timeout,
+                                 timeline=timeline, cpu=cpu)
+    cpu_pct = cpu.stop(time.monotonic() - (time.time() - t_last)) if cpu is not None else {}
+    missing = sampler.finish(timeout=5)
+    lat = [lat_ms for _, lat_ms in sampler.latencies]
+    return Phase(res, t_last, stored, sorted(timeline), lat, missing, cpu_pct)
+
+
+def verify(store: Any, devices: dict[str, list[DeviceResult]]) -> dict[str, Any]:
+    """Acknowledged vs stored, message by message: every acked ts must be in the store."""
+    acked = lost = extra = 0
+    lost_by_device: dict[str, int] = {}
+
+    def one(item: tuple[str, list[DeviceResult]]) -> tuple[str, int, int, int]:
+        dev, results = item
+        want: set[int] = set()
+        for r in results:
+            want.update(r.acked_ts)
+        if not want:
+            return dev, 0, 0, 0
+        lo, hi = min(want), max(want)
+        rows = store.points(dev, PROBE_PROP, since=lo, until=hi + 1, limit=len(want) + 100_000)
+        have = {ts for ts, _ in rows}
+        return dev, len(want), len(want - have), len(have - want)
+
+    with ThreadPoolExecutor(4) as pool:
+        for dev, a, lo, ex in pool.map(one, devices.items()):
+            acked += a
+            lost += lo
+            extra += ex
+            if lo:
+                lost_by_device[dev] = lo
+    return {"acked": acked, "lost": lost, "stored_not_acked": extra,
+            "lost_devices": dict(list(lost_by_device.items())[:10])}
+
+
+def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, Any]:
+    from wulian.config import Settings
+    from wulian.storage import open_store
+
+    work = Path(tempfile.mkdtemp(prefix=f"wulian-bench-{kind}-"))
+    (work / "data").mkdir()
+    backend: Backend | None = None
+    broker: subprocess.Popen[bytes] | None = None
+    plat: Platform | None = None
+    store: Any = None
+    try:
+        backend = make_backend(kind, work, a.pg_admin)
+        password = fleet.password
+        broker, mport, broker_log = start_broker(work, password, fleet.dynsec)
+        http_port = free_port()
+        broker_url = f"mqtt://{PLATFORM_USER}:{password}@{HOST}:{mport}"
+        token = secrets.token_urlsafe(24)
+        env = {**os.environ, "WULIAN_DATA_DIR": str(work / "data"),
+               "WULIAN_DATABASE": backend.url, "WULIAN_BROKER": broker_url,
+               "WULIAN_INGEST_WORKERS": str(a.workers), "WULIAN_HTTP_HOST": HOST,
+               "WULIAN_HTTP_PORT": str(http_port), "WULIAN_ADMIN_TOKEN": token}
+        settings = Settings(data_dir=work / "data", database=backend.url, broker=broker_url,
+                            ingest_workers=a.workers, http_port=http_port, admin_token=token)
+        t = time.monotonic()
+        how = "store, copied broker logins" if fleet.creds else "registry + DynSecAdmin"
+        provision(settings, a.devices, fleet, work / "broker")
+        creds = fleet.creds
+        log(f"{kind}: provisioned {len(creds)} devices ({how}) in "
+            f"{time.monotonic() - t:.1f}s")
+        cmd = serve_command(broker_url, backend.url, a.workers)
+        shown = " ".join(cmd).replace(password, "***")
+        log(f"{kind}: starting {shown}")
+        plat = start_platform(cmd, env, work, http_port, broker_log, a.workers)
+        store = open_store(backend.url)
+        warm_up(mport, password, store, [d for d, _ in creds], timeout=60)
+        log(f"{kind}: platform up, {a.workers} ingest workers, warm-up stored")
+
+        cpu = CpuWatch()
+        cpu.add("mosquitto", psutil.Process(broker.pid))
+        for label, proc in plat.processes().items():
+            cpu.add(label, proc)
+        cpu.add("bench (sampler)", psutil.Process())
+        sampled = [d for i, (d, _) in enumerate(creds) if i % 100 == 0]
+        cfg = GenConfig(port=mport, seconds=a.seconds, window=a.window, refill=a.refill,
+                        drain_timeout=60)
+        gen = LoadGen(cfg, creds, procs=a.gen_procs, sampled=sampled)
+        base = store.counters().get("points_stored", 0)
+        log(f"{kind}: throughput phase: {a.devices} devices, QoS 1, {a.seconds:.0f}s, "
+            f"as fast as acked")
+        profilers = (start_profiles(plat, Path(a.profile), kind, a.seconds)
+                     if a.profile else [])
+        main = run_phase(gen, store, base, a.poll_ms / 1000, cpu,
+                         drain_timeout=max(120.0, 4 * a.seconds))
+        for prof in profilers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                prof.wait(30)
+            stop_proc(prof, signal.SIGINT)
+        if a.profile:
+            for f in sorted(Path(a.profile).glob(f"{kind}-ingest-worker-*.folded")):
+                print("\n".join(summarize_profile(f)), flush=True)
+        msgs = main.stored_points / N_PROPS
+        window = main.t_last_stored - main.gen.t_first_pub
+        rate = msgs / window if window > 0 else 0.0
+        log(f"{kind}: offered {main.gen.offered_per_s():,.0f} msg/s, acked {main.gen.acked:,}, "
+            f"stored {msgs:,.0f} in {window:.1f}s = {rate:,.0f} msg/s")
+
+        phases = {"throughput": main}
+        if a.latency_seconds > 0 and rate > 0:
+            lrate = a.latency_load * rate
+            log(f"{kind}: latency phase: {lrate:,.0f} msg/s paced for {a.latency_seconds:.0f}s")
+            base2 = store.counters().get("points_stored", 0)
+            lcfg = GenConfig(port=mport, seconds=a.latency_seconds, rate=lrate,
+                             window=a.window, drain_timeout=30)
+            lgen = LoadGen(lcfg, creds, procs=a.gen_procs, sampled=sampled)
+            phases["latency"] = run_phase(lgen, store, base2, a.poll_ms / 1000, None,
+                                          drain_timeout=60)
+        by_dev: dict[str, list[DeviceResult]] = {}
+        for ph in phases.values():
+            for dev, r in ph.gen.devices.items():
+                by_dev.setdefault(dev, []).append(r)
+        t = time.monotonic()
+        check = verify(store, by_dev)
+        log(f"{kind}: verified {check['acked']:,} acknowledged messages in "
+            f"{time.monotonic() - t:.1f}s: lost {check['lost']}")
+        counters = store.counters()
+        return summarize(kind, a, backend, main, phases.get("latency"), check, counters,
+                         shown)
+    finally:
+        if store is not None:
+            store.close()
+        if plat is not None:
+            stop_proc(plat.proc, signal.SIGINT, timeout=30)
+            for p in plat.processes().values():  # anything serve left behind
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        stop_proc(broker)
+        if backend is not None and backend.drop is not None:
+            try:
+                backend.drop()
+            except Exception as exc:  # report, do not hide the run's own error
+                log(f"could not drop the bench database: {exc}")
+        if a.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
+              lat: Phase | None, check: dict[str, Any], counters: dict[str, int],
+              cmd: str) -> dict[str, Any]:
+    g = main.gen
+    msgs = main.stored_points / N_PROPS
+    window = main.t_last_stored - g.t_first_pub
+    rate = msgs / window if window > 0 else 0.0
+    tl = [(round(t - g.t_first_pub, 2), round(v / N_PROPS)) for t, v in main.timeline]
+    out: dict[str, Any] = {
+        "name": f"platform-{kind}", "label": f"wulian, {kind}, {a.workers} workers",
+        "msgs_per_s": rate, "points_per_s": rate * N_PROPS,
+        "lost": check["lost"], "acked": check["acked"],
+        "stored_not_acked": check["stored_not_acked"], "lost_devices": check["lost_devices"],
+        "throughput_phase": {
+            "seconds": a.seconds, "published": g.published, "acked": g.acked,
+            "unacked": g.unacked, "offered_per_s": g.offered_per_s(),
+            "stored_msgs": msgs, "window_s": window,
+            "drain_s": main.t_last_stored - g.t_last_pub,
+            "latency_ms": {"p50": pct(main.latencies, 50), "p99": pct(main.latencies, 99),
+                           "max": max(main.latencies, default=None),
+                           "n": len(main.latencies), "missing": main.missing_samples},
+            "disconnects": sum(p["disconnects"] for p in g.procs),
+            "protocol_errors": sum(p["protocol_errors"] for p in g.procs),
+        },
+        "cpu_pct": main.cpu, "timeline": tl,
+        "counters": {k: v for k, v in counters.items() if not k.startswith("rejected.") or v},
+        "config": {"devices": a.devices, "workers": a.workers, "gen_procs": a.gen_procs,
+                   "window": a.window, "refill": a.refill, "poll_ms": a.poll_ms,
+                   "backend": backend.name, "command": cmd},
+    }
+    if lat is not None:
+        lg = lat.gen
+        out["latency_phase"] = {
+            "seconds": a.latency_seconds, "target_per_s": a.latency_load * rate,
+            "offered_per_s": lg.offered_per_s(), "acked": lg.acked,
+            "stored_msgs": lat.stored_points / N_PROPS,
+            "latency_ms": {"p50": pct(lat.latencies, 50), "p99": pct(lat.latencies, 99),
+                           "max": max(lat.latencies, default=None),
+                           "mean": statistics.fmean(lat.latencies) if lat.latencies else None,
+                           "n": len(lat.latencies), "missing": lat.missing_samples},
+        }
+    return out
+
+
+# ====================================================================== report
+def fmt_num(v: float | None, prec: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{prec}f}"
+
+
+def report(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    straw = refs.get("strawman", {}).get("msgs_per_s")
+    ceil = refs.get("ceiling", {}).get("msgs_per_s")
+    table = Table(title="MQTT QoS 1 ingest, 1 run, this machine (msg/s = stored or delivered)")
+    for col in ("path", "msg/s", "points/s", "lost", "p50 ms*", "p99 ms*", "× strawman",
+                "× ceiling", "CPU % (of one core)"):
+        table.add_column(col, justify="left" if col in ("path", "CPU % (of one core)")
+                         else "right")
+    for r in [*refs.values(), *rows]:
+        lat = r.get("latency_phase", {}).get("latency_ms", {})
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in r.get("cpu_pct", {}).items())
+        if r["name"] == "ceiling":
+            run = r["runs"][len(r["runs"]) // 2]
+            cpu = f"mosquitto {run['broker_cpu_pct']:.0f}, C sub {run['sub_cpu_pct']:.0f}, " \
+                  f"C pub {run['pub_cpu_pct_total']:.0f}"
+        elif r["name"] == "strawman":
+            run = r["runs"][len(r["runs"]) // 2]
+            cpu = f"mosquitto {run['broker_cpu_pct']:.0f}, ingest {run['ingest_cpu_pct']:.0f}"
+        table.add_row(
+            r["label"], fmt_num(r["msgs_per_s"]), fmt_num(r.get("points_per_s")),
+            f"{r['lost']:,}", fmt_num(lat.get("p50")), fmt_num(lat.get("p99")),
+            f"{r['msgs_per_s'] / straw:.2f}" if straw and r["name"] != "strawman" else "—",
+            f"{r['msgs_per_s'] / ceil:.2f}" if ceil and r["name"] != "ceiling" else "—", cpu)
+    console = Console(width=200)
+    console.print(table)
+    for r in rows:
+        tp, lp = r["throughput_phase"], r.get("latency_phase")
+        console.print(
+            f"{r['name']}: offered {tp['offered_per_s']:,.0f} msg/s for {tp['seconds']:.0f}s, "
+            f"acked {tp['acked']:,}, drained {tp['drain_s']:.1f}s after the last publish; "
+            f"latency under saturation p50 {fmt_num(tp['latency_ms']['p50'])} ms, p99 "
+            f"{fmt_num(tp['latency_ms']['p99'])} ms" + (
+                f"; *paced at {lp['offered_per_s']:,.0f} msg/s: p50 "
+                f"{fmt_num(lp['latency_ms']['p50'])} ms, p99 {fmt_num(lp['latency_ms']['p99'])}"
+                f" ms (n={lp['latency_ms']['n']})" if lp else ""))
+
+
+def chart(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], path: Path,
+          when: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [*refs.values(), *rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8),
+                                   gridspec_kw={"width_ratios": [1.1, 1]})
+    names = [b["name"] for b in bars]
+    vals = [b["msgs_per_s"] for b in bars]
+    colors = {"ceiling": "#9e9e9e", "strawman": "#e57373"}
+    bar = ax1.bar(names, vals, color=[colors.get(n, "#1e88e5") for n in names])
+    for rect, b in zip(bar, bars, strict=True):
+        lost = b["lost"]
+        ax1.annotate(f"{b['msgs_per_s']:,.0f}\nlost {lost:,}", (rect.get_x() + rect.get_width()
+                     / 2, rect.get_height()), ha="center", va="bottom", fontsize=8,
+                     color="#c62828" if lost else "black")
+    straw = refs.get("strawman", {}).get("msgs_per_s")
+    if straw:
+        ax1.axhline(2 * straw, ls="--", lw=1, color="#e57373")
+        ax1.text(-0.4, 2 * straw, " 2× strawman (goal)", va="bottom", fontsize=8,
+                 color="#c62828")
+    ax1.set_ylabel("messages/s stored (delivered, for the ceiling)")
+    ax1.set_title("QoS 1, 1,000 devices, ~95-byte payloads")
+    ax1.set_ylim(0, max(vals) * 1.25)
+    ax1.tick_params(axis="x", labelsize=8)
+    for r in rows:
+        tl = r["timeline"]
+        xs = [t for t, _ in tl]
+        ys = [v for _, v in tl]
+        ax2.plot(xs, ys, label=f"{r['name']} stored")
+    ax2.set_xlabel("seconds since the first publish")
+    ax2.set_ylabel("messages stored")
+    ax2.set_title("throughput phase: stored over time")
+    if rows:
+        ax2.legend(fontsize=8)
+    fig.suptitle(f"bench/ingest.py, {when}, 2-core machine", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ====================================================================== main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=30, help="throughput phase length")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="ingest worker processes (wulian serve --workers)")
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--skip-refs", action="store_true", help="no ceiling / strawman")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke: 10 s phases, 1 reference run each, no chart")
+    ap.add_argument("--gen-procs", type=int, default=2, help="load generator processes")
+    ap.add_argument("--window", type=int, default=32, help="QoS 1 in flight per device")
+    ap.add_argument("--refill", type=int, default=1,
+                    help="closed loop: publish again once this many window slots are free")
+    ap.add_argument("--latency-load", type=float, default=0.5,
+                    help="latency phase rate, as a fraction of the measured throughput")
+    ap.add_argument("--latency-seconds", type=float, default=15)
+    ap.add_argument("--poll-ms", type=float, default=25, help="latency sampler poll interval")
+    ap.add_argument("--ceiling-runs", type=int, default=3)
+    ap.add_argument("--ceiling-msgs", type=int, default=200_000)
+    ap.add_argument("--strawman-runs", type=int, default=1)
+    ap.add_argument("--strawman-seconds", type=float, default=15)
+    ap.add_argument("--pg-admin", default=os.environ.get(
+        "WULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL DSN allowed to CREATE/DROP DATABASE (env WULIAN_BENCH_PG)")
+    ap.add_argument("--no-chart", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="do not append to results")
+    ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="py-spy record every ingest worker during the throughput phase "
+                         "(folded stacks in DIR, summary printed)")
+    a = ap.parse_args()
+    if a.quick:
+        a.seconds = min(a.seconds, 10)
+        a.latency_seconds = min(a.latency_seconds, 5)
+        a.ceiling_runs, a.ceiling_msgs = 1, min(a.ceiling_msgs, 100_000)
+        a.strawman_runs, a.strawman_seconds = 1, min(a.strawman_seconds, 10)
+    when = time.strftime("%Y-%m-%d %H:%M")
+    log(f"bench/ingest.py {when}: load average {os.getloadavg()[0]:.2f}, "
+        f"{os.cpu_count()} cores")
+    refs: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="wulian-bench-refs-") as tmp:
+        if not a.skip_refs:
+            refs["ceiling"] = ceiling(Path(tmp), a.ceiling_runs, a.ceiling_msgs)
+            refs["strawman"] = strawman(Path(tmp), a.strawman_runs, a.strawman_seconds)
+    kinds = ["sqlite", "postgres"] if a.backend == "both" else [a.backend]
+    fleet = Fleet(password=secrets.token_urlsafe(24))
+    failed = False
+    for kind in kinds:
+        try:
+            rows.append(run_platform(a, kind, fleet))
+        except Exception as exc:
+            failed = True
+            log(f"{kind}: FAILED: {type(exc).__name__}: {exc}")
+    if fleet.dynsec is not None:
+        shutil.rmtree(fleet.dynsec.parent, ignore_errors=True)
+    if not rows and not refs:
+        return 1
+    report(rows, refs)
+    straw = refs.get("strawman", {}).get("msgs_per_s")
+    ceil = refs.get("ceiling", {}).get("msgs_per_s")
+    record = {"test": "ingest", "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "quick": a.quick, "loadavg_start": os.getloadavg(), "refs": refs,
+              "platform": [{**r, "vs_strawman": r["msgs_per_s"] / straw if straw else None,
+                            "vs_ceiling": r["msgs_per_s"] / ceil if ceil else None}
+                           for r in rows]}
+    if not a.no_record:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        log(f"appended to {RESULTS.relative_to(ROOT)}")
+    if not a.no_chart and not a.quick:
+        chart(rows, refs, CHART, when)
+        log(f"chart: {CHART.relative_to(ROOT)}")
+    lost = any(r["lost"] for r in rows)
+    return 1 if failed or lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Access adapters: the ways bytes from devices reach the pipeline (MQTT, HTTP, CoAP)."""

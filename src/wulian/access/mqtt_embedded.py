@@ -1,0 +1,202 @@
+"""The embedded broker: amqtt in this process, devices checked against the registry.
+
+amqtt 0.12 speaks MQTT 3.1.1 only and keeps its sessions in memory, so this is the
+zero-install default for one machine; production uses Mosquitto (`wulian.access.mosquitto`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hmac
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.errors import BrokerError
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from wulian.access import topics
+from wulian.access.mqtt_ingest import PLATFORM_USER
+from wulian.i18n import t
+from wulian.pipeline.directory import Known
+from wulian.pipeline.ingest import now_ms
+
+if TYPE_CHECKING:
+    from wulian.bootstrap import Core
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 7 * 24 * 3600  # a persistent device session nobody resumes goes after this
+
+
+class PortInUse(RuntimeError):
+    """The embedded broker's port is taken (often by a system Mosquitto on 1883)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(t("mqtt.port_in_use", host=host, port=port))
+        self.host, self.port = host, port
+
+
+def format_remote(address: str | None, port: int | None) -> str | None:
+    """`ip:port`, or `[ip6]:port` for IPv6."""
+    if not address:
+        return None
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}" if port is not None else host
+
+
+class Gatekeeper:
+    """Who may connect and which topics each may use; shared by the two amqtt plugins."""
+
+    def __init__(self, core: Core, platform_password: str) -> None:
+        self.core = core
+        self._platform_password = platform_password
+        # scrypt costs ~50 ms of CPU: off the event loop, a few at a time.
+        self._auth_pool = ThreadPoolExecutor(4, thread_name_prefix="wulian-mqtt-auth")
+        # One thread keeps connect/disconnect records in the order they happened.
+        self._status_pool = ThreadPoolExecutor(1, thread_name_prefix="wulian-mqtt-status")
+        self.refused = 0
+
+    async def authenticate(self, session: Session) -> bool:
+        user, password = session.username, session.password
+        if not user or password is None:
+            self.refused += 1
+            return False
+        if user == PLATFORM_USER:
+            return hmac.compare_digest(password.encode(), self._platform_password.encode())
+        # The client id is pinned to the device id, as Mosquitto's dynsec does it: no device
+        # may take over (and so end) another device's or the platform's session.
+        if session.client_id != user:
+            self.refused += 1
+            return False
+        loop = asyncio.get_running_loop()
+        known = await loop.run_in_executor(self._auth_pool, self.core.directory.authenticate,
+                                           user, password)
+        if not isinstance(known, Known):
+            self.refused += 1
+            return False
+        return True
+
+    def allowed(self, session: Session | None, topic: str | None) -> bool:
+        """The platform may use anything; a device only `devices/{its id}/...`."""
+        user = session.username if session else None
+        if not user or not topic:
+            return False
+        return user == PLATFORM_USER or topics.owns(user, topic)
+
+    def record(self, session: Session, connected: bool) -> None:
+        """Note a device's connect or disconnect in the store (without blocking the loop)."""
+        user = session.username
+        if not user or user == PLATFORM_USER or session.client_id != user:
+            return
+        remote = format_remote(session.remote_address, session.remote_port)
+        self._status_pool.submit(self._record, user, connected, now_ms(), remote)
+
+    def _record(self, device_id: str, connected: bool, ts: int, remote: str | None) -> None:
+        try:
+            self.core.store.set_connected(device_id, connected, ts_ms=ts, protocol="mqtt",
+                                          remote=remote)
+        except Exception as exc:  # status is informative: never worth failing a connect
+            log.warning("could not record MQTT %s of %s: %s",
+                        "connect" if connected else "disconnect", device_id, exc)
+
+    def close(self) -> None:
+        self._auth_pool.shutdown(wait=False, cancel_futures=True)
+        self._status_pool.shutdown(wait=True)
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
+    """amqtt auth plugin: the platform's account, or a registered, enabled device."""
+
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    async def authenticate(self, *, session: Session) -> bool:
+        gate: Gatekeeper = self.config.gate
+        try:
+            return await gate.authenticate(session)
+        except Exception:  # e.g. storage down: refuse this CONNECT, keep the broker
+            log.exception("MQTT authentication failed")
+            return False
+
+    async def on_broker_client_connected(self, *, client_id: str, client_session: Session,
+                                         **_: Any) -> None:
+        self.config.gate.record(client_session, True)
+
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Session,
+                                            **_: Any) -> None:
+        self.config.gate.record(client_session, False)
+
+
+class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
+    """amqtt topic plugin: publish, subscribe and receive only under `devices/{id}/`."""
+
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
+                              action: Action | None = None) -> bool:
+        allowed: bool = self.config.gate.allowed(session, topic)
+        return allowed
+
+
+class EmbeddedBroker:
+    """amqtt on `host:port`, anonymous off, each device confined to its own topics."""
+
+    def __init__(self, core: Core, *, host: str, port: int, platform_password: str) -> None:
+        self.host, self.port = host, port
+        self.gate = Gatekeeper(core, platform_password)
+        self._broker: Broker | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The amqtt configuration (only our two plugins: no anonymous, no $SYS)."""
+        bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        here = __name__
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": bind, "max_connections": 0}},
+            "timeout_disconnect_delay": 0,
+            "session_expiry_interval": SESSION_EXPIRY_S,
+            "plugins": {f"{here}.DeviceAuthPlugin": {"gate": self.gate},
+                        f"{here}.DeviceTopicPlugin": {"gate": self.gate}},
+        }
+
+    def _check_port(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise PortInUse(self.host, self.port) from None
+                raise
+
+    async def start(self) -> None:
+        """Listen; PortInUse when the port is taken."""
+        # amqtt logs a traceback when its bind fails: look first, so the user gets one line.
+        self._check_port()
+        broker = Broker(self.config())
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                raise PortInUse(self.host, self.port) from None
+            raise
+        self._broker = broker
+        log.info("embedded MQTT broker listening on %s", self.config()["listeners"]["default"]
+                 ["bind"])
+
+    async def stop(self) -> None:
+        """Close every session and the listener."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+        self.gate.close()

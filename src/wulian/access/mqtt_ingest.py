@@ -1,0 +1,429 @@
+"""The platform's MQTT consumer: broker → batches → pipeline → PUBACK, for both broker modes.
+
+A message is acknowledged to the broker only once the pipeline owns it (stored, or stored
+as a dead letter). Until then the broker keeps it: in flight (bounded by Receive Maximum)
+or in this consumer's persistent session while the consumer is away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from wulian.access import topics
+from wulian.config import Settings
+from wulian.domain.message import Inbound, Outcome, Protocol
+from wulian.i18n import t
+from wulian.pipeline.ingest import Pipeline, now_ms
+from wulian.ports import StorageUnavailable
+
+if TYPE_CHECKING:
+    from wulian.bootstrap import Core
+
+log = logging.getLogger(__name__)
+
+PLATFORM_USER = "wulian-platform"
+PLATFORM_SECRET = "mqtt-platform.secret"
+SHARE_GROUP = "wulian"
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+RECEIVE_MAXIMUM = 4000
+# Long enough to outlast any outage an operator would sit through, short enough that the
+# session of a worker that was scaled away stops hoarding its share of the messages.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+ERRORS_QUEUE_MAX = 10_000  # error replies waiting for the broker; past this they are dropped
+RETRY_MIN_S, RETRY_MAX_S = 0.05, 5.0
+_DEDUP_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """Where the platform's MQTT clients connect, and as whom."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    @classmethod
+    def parse(cls, url: str, *, username: str, password: str) -> BrokerUrl:
+        """`mqtt://[user:pass@]host[:port]`; the login defaults to the one given."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 1883
+        except ValueError:
+            port = 0
+        if parts.scheme != "mqtt" or not parts.hostname or not port:
+            raise ValueError(t("mqtt.bad_broker_url", url=url))
+        return cls(parts.hostname, port,
+                   unquote(parts.username) if parts.username else username,
+                   unquote(parts.password) if parts.password is not None else password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerUrl:
+        """The configured broker, logging in as the platform (its secret from the data dir)."""
+        if settings.embedded_broker:
+            password, _ = settings.ensure_secret(PLATFORM_SECRET)
+            return cls(settings.mqtt_host, settings.mqtt_port, PLATFORM_USER, password)
+        parts = urlsplit(settings.broker)
+        password = "" if parts.password is not None else settings.ensure_secret(
+            PLATFORM_SECRET)[0]
+        return cls.parse(settings.broker, username=PLATFORM_USER, password=password)
+
+    def safe(self) -> str:
+        """The URL without the password, for messages and logs."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{self.username}@{host}:{self.port}"
+
+
+@dataclass(slots=True)
+class _Received:
+    msg: mqtt.MQTTMessage
+    generation: int  # which connection it came on: its mid means nothing on another
+    received_ms: int
+
+
+class MqttIngest:
+    """Subscribes to devices' telemetry and events and feeds them to the pipeline in batches."""
+
+    def __init__(self, pipeline: Pipeline, url: BrokerUrl, *, client_id: str,
+                 mqtt5: bool = True, shared: bool = False, watch_dropped: bool = False,
+                 batch_max: int = 2000, batch_ms: int = 50, lang: str | None = None,
+                 receive_maximum: int = RECEIVE_MAXIMUM,
+                 session_expiry_s: int = SESSION_EXPIRY_S) -> None:
+        self.pipeline = pipeline
+        self.url = url
+        self.client_id = client_id
+        self.batch_max = batch_max
+        self.batch_ms = batch_ms
+        self.lang = lang
+        self.stats: Counter[str] = Counter()
+        self._mqtt5 = mqtt5
+        self._filters = [f"$share/{SHARE_GROUP}/{f}" if shared else f
+                         for f in topics.INGEST_FILTERS]
+        self._watch_dropped = watch_dropped
+        self._dropped_seen: int | None = None
+        self._cond = threading.Condition()
+        self._buffer: list[_Received] = []
+        self._generation = 0
+        self._closing = False  # no new messages: they stay with the broker
+        self._stopping = False  # drain the buffer, then end
+        self._abandon = threading.Event()  # give up retrying a batch (stop timed out)
+        self._ready = threading.Event()
+        self._stored_unacked: Counter[tuple[str, bytes]] = Counter()
+        self._thread: threading.Thread | None = None
+        protocol = MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=protocol, clean_session=None if mqtt5 else False,
+                             manual_ack=True)
+        client.username_pw_set(url.username, url.password)
+        client.max_queued_messages_set(ERRORS_QUEUE_MAX)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.message_callback_add(DROPPED_TOPIC, self._on_dropped)
+        self._client = client
+        self._connect_props: Properties | None = None
+        if mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = session_expiry_s
+            # Enough messages in flight that a batch fills while the previous one is written.
+            props.ReceiveMaximum = min(65535, max(receive_maximum, 2 * batch_max))
+            self._connect_props = props
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def for_embedded(cls, core: Core, platform_password: str) -> MqttIngest:
+        """The one consumer of the in-process amqtt broker (MQTT 3.1.1, no shared subs)."""
+        s = core.settings
+        url = BrokerUrl(s.mqtt_host, s.mqtt_port, PLATFORM_USER, platform_password)
+        # amqtt ends (and, with clean_session, deletes) a session whose client id a new
+        # CONNECT reuses *before* it authenticates that CONNECT: an id derived from the
+        # platform's secret is stable across consumer restarts yet unguessable to devices.
+        digest = hashlib.sha256(f"wulian-ingest:{platform_password}".encode()).hexdigest()
+        return cls(core.pipeline, url, client_id=f"wulian-ingest-{digest[:20]}",
+                   mqtt5=False, batch_max=s.batch_max, batch_ms=s.batch_ms, lang=s.lang)
+
+    @classmethod
+    def for_broker(cls, core: Core, index: int = 0) -> MqttIngest:
+        """Ingest worker `index` of an external MQTT 5 broker (`settings.broker`)."""
+        s = core.settings
+        # Always the shared form, even for one worker: a session keeps its subscriptions,
+        # and one that was plain would receive everything twice once a second worker joins.
+        return cls(core.pipeline, BrokerUrl.from_settings(s), client_id=f"wulian-ingest-{index}",
+                   mqtt5=True, shared=True, watch_dropped=index == 0,
+                   batch_max=s.batch_max, batch_ms=s.batch_ms, lang=s.lang)
+
+    @staticmethod
+    def broker_address(settings: Settings) -> tuple[str, int]:
+        """Host and port devices should connect to for the configured broker."""
+        url = BrokerUrl.from_settings(settings)
+        return url.host, url.port
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self, wait_s: float | None = None) -> bool:
+        """Connect and start consuming; with `wait_s`, wait that long for the subscriptions.
+
+        Without it, return at once (the embedded broker may share the caller's event loop).
+        """
+        self._thread = threading.Thread(target=self._run, name=f"{self.client_id}-flush",
+                                        daemon=True)
+        self._thread.start()
+        if self._mqtt5:
+            self._client.connect_async(self.url.host, self.url.port, keepalive=30,
+                                       clean_start=False, properties=self._connect_props)
+        else:
+            self._client.connect_async(self.url.host, self.url.port, keepalive=30)
+        self._client.loop_start()
+        return self._ready.wait(wait_s) if wait_s else False
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once connected and subscribed."""
+        return self._ready.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Store and acknowledge what was received, then disconnect (the session stays)."""
+        with self._cond:
+            self._closing = self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():  # storage still down: leave the batch to the broker
+                self._abandon.set()
+                self._thread.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._ready.clear()
+
+    def counters(self) -> dict[str, int]:
+        """received, acked, batches, rejected, store_failures, broker_dropped, ..."""
+        with self._cond:
+            counters = {**self.stats, "buffered": len(self._buffer)}
+        if self._dropped_seen is not None:
+            counters["broker_dropped_total"] = self._dropped_seen
+        return counters
+
+    # -- paho callbacks (network thread) ------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags,
+                    rc: ReasonCode, _p: Properties | None) -> None:
+        if rc.is_failure:
+            self.stats["connect_refused"] += 1
+            log.error(t("mqtt.consumer_refused", url=self.url.safe(), reason=rc.getName()))
+            return
+        with self._cond:
+            self._generation += 1
+            if flags.session_present and self._mqtt5:
+                # The broker resends every unacknowledged QoS 1 message (DUP): a copy still
+                # waiting here would be stored twice. (Not so with amqtt, which forgets a
+                # delivery after 5 s without PUBACK: there the copy here may be the only one.)
+                kept = [r for r in self._buffer if r.msg.qos == 0]
+                self.stats["left_for_redelivery"] += len(self._buffer) - len(kept)
+                self._buffer = kept
+        log.info("MQTT ingest %s connected to %s (session present: %s)", self.client_id,
+                 self.url.safe(), flags.session_present)
+        if self._mqtt5:
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
+        else:
+            client.subscribe([(f, 1) for f in self._filters])
+        if self._watch_dropped:
+            client.subscribe(DROPPED_TOPIC, 0)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
+                      _p: Properties | None) -> None:
+        if len(codes) != len(self._filters):
+            return  # the $SYS subscription: refused by brokers that are not Mosquitto
+        if any(code.is_failure for code in codes):
+            log.error(t("mqtt.subscribe_refused", filters=", ".join(self._filters)))
+            return
+        self._ready.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode,
+                       _p: Properties | None) -> None:
+        self._ready.clear()
+        if not self._closing:
+            log.warning("MQTT ingest %s lost its connection: %s", self.client_id, rc.getName())
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            if self._closing:
+                return  # never acknowledged: the broker hands it to the next session
+            self._buffer.append(_Received(msg, self._generation, now_ms()))
+            self.stats["received"] += 1
+            if len(self._buffer) == 1 or len(self._buffer) >= self.batch_max:
+                self._cond.notify_all()
+
+    def _on_dropped(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            total = int(msg.payload)
+        except ValueError:
+            return
+        last, self._dropped_seen = self._dropped_seen, total
+        if last is None:
+            if total:
+                log.warning(t("mqtt.broker_dropped_before", total=total, url=self.url.safe()))
+            return
+        if total < last:
+            last = 0  # the broker restarted and counts from zero again
+        if total > last:
+            self.stats["broker_dropped"] += total - last
+            log.error(t("mqtt.broker_dropped", count=total - last, total=total,
+                        url=self.url.safe()))
+
+    # -- the flush thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._process(batch)
+            except Exception:  # a bug here must not end ingest; the batch stays unacked
+                self.stats["internal_errors"] += 1
+                log.exception("MQTT ingest: batch of %d failed", len(batch))
+
+    def _next_batch(self) -> list[_Received] | None:
+        with self._cond:
+            while not self._buffer:
+                if self._stopping:
+                    return None
+                self._cond.wait(0.5)
+            # A batch closes at batch_max or batch_ms after its first message arrived.
+            deadline = self._buffer[0].received_ms + self.batch_ms
+            while len(self._buffer) < self.batch_max and not self._stopping:
+                left = deadline - now_ms()
+                if left <= 0:
+                    break
+                self._cond.wait(left / 1000)
+            batch = self._buffer[:self.batch_max]
+            del self._buffer[:self.batch_max]
+            return batch
+
+    def _process(self, batch: list[_Received]) -> None:
+        todo: list[tuple[_Received, Inbound]] = []
+        for item in batch:
+            msg = item.msg
+            payload = bytes(msg.payload)  # already bytes: no copy
+            where = topics.parse(msg.topic)
+            kind = where.kind if where else None
+            if where is None or kind is None:
+                self.stats["outside_contract"] += 1
+                log.debug("MQTT ingest: %s is outside the device contract", msg.topic)
+            elif msg.dup and self._stored_unacked[(msg.topic, payload)] > 0:
+                # Stored earlier, but the connection ended before its PUBACK went out.
+                self._stored_unacked[(msg.topic, payload)] -= 1
+                self.stats["duplicates_skipped"] += 1
+            else:
+                todo.append((item, Inbound(where.device_id, kind, payload, Protocol.MQTT,
+                                           item.received_ms, topic=msg.topic,
+                                           event=where.name)))
+        outcomes = self._handle([inbound for _, inbound in todo])
+        if outcomes is None:
+            return  # abandoned at stop: the broker redelivers the batch to the next session
+        self.stats["batches"] += 1
+        self._ack(batch)
+        for (_, inbound), outcome in zip(todo, outcomes, strict=True):
+            if outcome is not None and outcome.rejection is not None:
+                self.stats["rejected"] += 1
+                self._reply_error(inbound, outcome)
+
+    def _handle(self, inbound: list[Inbound]) -> list[Outcome | None] | None:
+        """pipeline.handle, retried until the store takes it; None if stop gives up first.
+
+        A message that makes the pipeline itself fail (a bug, not the store) would block
+        ingest for good: such messages are found one by one, logged and left out (None).
+        """
+        delay = RETRY_MIN_S
+        poison: set[int] = set()
+        while True:
+            rest = [m for i, m in enumerate(inbound) if i not in poison]
+            try:
+                done = iter(self.pipeline.handle(rest) if rest else [])
+                return [None if i in poison else next(done) for i in range(len(inbound))]
+            except StorageUnavailable as exc:
+                self.stats["store_failures"] += 1
+                log.warning(t("mqtt.store_unavailable", count=len(rest), detail=str(exc),
+                              retry_s=round(delay, 2)))
+            except Exception:
+                self.stats["store_failures"] += 1
+                log.exception("MQTT ingest: storing a batch of %d failed", len(rest))
+                poison |= self._poison(inbound, poison)
+            if self._abandon.wait(delay):
+                return None
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _poison(self, inbound: list[Inbound], known: set[int]) -> set[int]:
+        found: set[int] = set()
+        for i, msg in enumerate(inbound):
+            if i in known:
+                continue
+            try:
+                self.pipeline.prepare([msg])
+            except StorageUnavailable:
+                return found  # the store is the trouble after all
+            except Exception:
+                found.add(i)
+                self.stats["internal_errors"] += 1
+                log.exception(t("mqtt.poison", topic=msg.topic, payload=msg.payload[:200]))
+        return found
+
+    def _ack(self, batch: Sequence[_Received]) -> None:
+        """PUBACK, in arrival order, what came on the current connection; remember the rest."""
+        with self._cond:
+            generation = self._generation
+        for item in batch:
+            msg = item.msg
+            if item.generation == generation:
+                self._client.ack(msg.mid, msg.qos)
+                self.stats["acked"] += 1
+            elif msg.qos > 0:
+                # Its mid may now name another message: the broker resends it (dup) instead.
+                if len(self._stored_unacked) >= _DEDUP_MAX:
+                    self._stored_unacked.clear()
+                self._stored_unacked[(msg.topic, bytes(msg.payload))] += 1
+                self.stats["ack_lost"] += 1
+
+    def _reply_error(self, inbound: Inbound, outcome: Outcome) -> None:
+        assert outcome.rejection is not None
+        body = outcome.rejection.to_dict(self.lang)
+        body["topic"] = inbound.topic
+        info = self._client.publish(topics.errors(inbound.device_id), orjson.dumps(body), qos=1)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.stats["errors_sent"] += 1
+        else:
+            self.stats["errors_dropped"] += 1
+
+
+def run_worker(settings_json: str, index: int) -> None:
+    """Entry point of one ingest process (multiprocessing, spawn): consume until SIGTERM."""
+    from wulian.bootstrap import build_core
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format=f"%(asctime)s ingest-{index} %(levelname)s %(message)s")
+    settings = Settings.model_validate_json(settings_json)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    core = build_core(settings, provision_broker=False)
+    ingest = MqttIngest.for_broker(core, index)
+    try:
+        ingest.start()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        ingest.stop()
+        core.close()
+        log.info("ingest worker %d stopped: %s", index, ingest.counters())

@@ -1,0 +1,174 @@
+"""The FastAPI application: routers under /api/v1, JSON errors in the caller's language."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wulian import __version__
+from wulian.api.deps import RETRY_AFTER_S, ApiError, request_lang, require_admin
+from wulian.api.routes import devices, ingest, products, rejections, stats, telemetry
+from wulian.bootstrap import Core
+from wulian.domain.device import DeviceError
+from wulian.domain.rejection import RejectCode, Rejection
+from wulian.domain.thingmodel import ThingModelError
+from wulian.i18n import from_accept_language, t
+from wulian.pipeline.batcher import AsyncBatcher
+from wulian.ports import StorageUnavailable
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+# pydantic error types with a translated wording; the rest get a generic one naming the type
+_PROBLEMS = {
+    "missing": "missing", "extra_forbidden": "extra_forbidden", "string_type": "string",
+    "int_type": "int", "int_parsing": "int", "int_from_float": "int", "float_type": "number",
+    "float_parsing": "number", "bool_type": "bool", "bool_parsing": "bool", "dict_type": "object",
+    "model_type": "object", "model_attributes_type": "object", "list_type": "array",
+    "greater_than_equal": "ge", "less_than_equal": "le", "greater_than": "gt",
+    "less_than": "lt", "string_too_long": "too_long", "string_too_short": "too_short",
+    "literal_error": "literal", "enum": "literal", "json_invalid": "json",
+}
+
+
+def _error(exc: ApiError, lang: str | None) -> JSONResponse:
+    return JSONResponse(exc.body(lang), exc.status, headers=exc.headers)
+
+
+def _field(loc: tuple[Any, ...]) -> tuple[str, str]:
+    """(`tags.room` or `items[2]`, where: body/query/path/header) from a pydantic location."""
+    where = str(loc[0]) if loc else "body"
+    name = ""
+    for part in loc[1:]:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or where, where
+
+
+def _validation_error(exc: RequestValidationError, lang: str | None) -> JSONResponse:
+    errors = []
+    for err in exc.errors():
+        field, where = _field(tuple(err.get("loc", ())))
+        kind = str(err.get("type", ""))
+        ctx = {k: (", ".join(v) if isinstance(v, list | tuple) else v)
+               for k, v in (err.get("ctx") or {}).items()}
+        problem = t(f"api.problem.{_PROBLEMS.get(kind, 'other')}", lang, type=kind, **ctx)
+        errors.append({"field": field, "in": where, "type": kind, "message": problem})
+    first = errors[0] if errors else {"field": "body", "in": "body", "message": ""}
+    body = {"code": "invalid_request",
+            "message": t("api.invalid_request", lang, field=first["field"],
+                         problem=first["message"]),
+            "field": first["field"], "in": first["in"], "errors": errors}
+    return JSONResponse(body, 422)
+
+
+class CatchAll:
+    """Turn an unexpected exception into a logged 500 JSON answer, never a traceback.
+
+    Starlette's own catch-all answers and then re-raises for the server to log; catching
+    here instead gives one log line of ours and keeps the connection's answer JSON.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope.get("method"),
+                          scope.get("path"))
+            if started:
+                raise  # too late to answer cleanly; let the server drop the connection
+            lang = from_accept_language(Headers(scope=scope).get("accept-language"))
+            if lang is None and "app" in scope:  # Starlette puts itself there: our settings
+                lang = scope["app"].state.core.settings.lang
+            response = JSONResponse(
+                {"code": "internal_error", "message": t("api.internal_error", lang)}, 500)
+            await response(scope, receive, send)
+
+
+def create_app(core: Core, *, admin_token: str) -> FastAPI:
+    """The HTTP API over `core`; admin routes need `Authorization: Bearer <admin_token>`."""
+    if not admin_token:
+        raise ValueError(t("api.admin_token_required"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = core.settings
+        batcher = AsyncBatcher(core.pipeline, settings.batch_max, settings.batch_ms,
+                               lang=settings.lang)
+        await batcher.start()
+        app.state.batcher = batcher
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="wulian", version=__version__, openapi_url="/openapi.json",
+                  docs_url="/docs", redoc_url=None, lifespan=lifespan,
+                  description="wulian (物联): devices, thing models, telemetry.")
+    app.state.core = core
+    app.state.admin_token = admin_token.encode()
+    app.state.auth_flights = {}
+
+    admin = [Depends(require_admin)]
+    for module in (products, devices, telemetry, rejections):
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=admin)
+    app.include_router(stats.router, prefix=API_PREFIX, dependencies=admin)
+    app.include_router(stats.health_router, prefix=API_PREFIX)
+    app.include_router(ingest.router, prefix=API_PREFIX)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc, request_lang(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_error(exc, request_lang(request))
+
+    @app.exception_handler(ThingModelError)
+    async def invalid_thing_model(request: Request, exc: ThingModelError) -> JSONResponse:
+        return _error(ApiError(422, "invalid_thing_model",
+                               params={"field": exc.path, "problem": exc.problem},
+                               extra={"field": exc.path}), request_lang(request))
+
+    @app.exception_handler(DeviceError)
+    async def invalid_device(request: Request, exc: DeviceError) -> JSONResponse:
+        return _error(ApiError(422, "invalid_device",
+                               params={"field": exc.field, "problem": exc.problem},
+                               extra={"field": exc.field}), request_lang(request))
+
+    @app.exception_handler(StorageUnavailable)
+    async def storage_unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        log.warning("storage unavailable answering %s: %s", request.url.path, exc)
+        return _error(ApiError.from_rejection(503, Rejection(RejectCode.STORAGE_UNAVAILABLE),
+                                              {"Retry-After": RETRY_AFTER_S}),
+                      request_lang(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _error(ApiError(exc.status_code, code, headers=dict(exc.headers or {}), params={
+            "status": exc.status_code, "path": request.url.path}), request_lang(request))
+
+    app.add_middleware(CatchAll)
+    return app

@@ -1,0 +1,298 @@
+"""`MetadataStore` on SQLAlchemy Core: products, devices and their status, for both backends."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from wulian.domain.device import Device, DeviceState, Location
+from wulian.domain.thingmodel import ThingModel, parse_thing_model
+from wulian.ports import Conflict, DeviceStatus, NotFound, StorageUnavailable
+from wulian.storage.schema import (
+    counters,
+    device_status,
+    devices,
+    events,
+    latest,
+    points,
+    products,
+    series,
+)
+
+# Bumped by every delete_device; writers compare it with the value their series-id cache
+# was filled under, so no process keeps writing to the ids of a deleted series.
+SERIES_EPOCH = "_series_epoch"
+# Errors that mean "the database is unreachable or busy", not "your request is wrong".
+UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@functools.lru_cache(maxsize=65_536)  # on the ingest path; a device keeps its address
+def ip_version(remote: str | None) -> int | None:
+    """4 or 6 for an adapter's remote ("1.2.3.4:5", "[::1]:5", bare address), else None."""
+    if not remote:
+        return None
+    host = remote
+    if remote.startswith("["):
+        host = remote[1:remote.find("]")]
+    elif remote.count(":") == 1:
+        host = remote.partition(":")[0]
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    # A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d; they still came over IPv4.
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return 4
+    return addr.version
+
+
+def _device(row: Row[Any]) -> Device:
+    m = row._mapping
+    location = Location(m["lat"], m["lon"]) if m["lat"] is not None else None
+    return Device(id=m["id"], product=m["product"], name=m["name"],
+                  secret_hash=m["secret_hash"], state=DeviceState(m["state"]),
+                  tags=dict(m["tags"] or {}), location=location, created_ms=m["created_ms"])
+
+
+class SqlMetadata:
+    """Products, devices and device status over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # On SQLite this engine's transactions start with BEGIN IMMEDIATE (see
+        # sqlite.sqlite_engine), so a read-then-write never fails half-way as "busy".
+        self._writer = engine.execution_options(wulian_immediate=True)
+        self._upsert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    # --- products ----------------------------------------------------------------------
+
+    def put_product(self, model: ThingModel) -> bool:
+        """Insert or replace a product; True when it was new."""
+        values = {"name": model.name, "doc": model.to_doc(), "updated_ms": now_ms()}
+        for attempt in (1, 2):
+            try:
+                with self._writing() as conn:
+                    done = conn.execute(update(products).where(products.c.id == model.id)
+                                        .values(**values))
+                    if done.rowcount:
+                        return False
+                    conn.execute(insert(products).values(id=model.id, **values))
+                    return True
+            except sa_exc.IntegrityError:
+                if attempt == 2:  # pragma: no cover - needs a racing writer twice over
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_product(self, product_id: str) -> ThingModel | None:
+        """The product's thing model, or None."""
+        with self._reading() as conn:
+            doc = conn.scalar(select(products.c.doc).where(products.c.id == product_id))
+        return parse_thing_model(doc) if doc is not None else None
+
+    def list_products(self) -> list[ThingModel]:
+        """All products, ordered by id."""
+        with self._reading() as conn:
+            docs = conn.scalars(select(products.c.doc).order_by(products.c.id)).all()
+        return [parse_thing_model(doc) for doc in docs]
+
+    def delete_product(self, product_id: str) -> None:
+        """Remove a product; Conflict while devices use it, NotFound when absent."""
+        with self._writing() as conn:
+            if conn.scalar(select(products.c.id).where(products.c.id == product_id)) is None:
+                raise NotFound(product_id)
+            used = conn.scalar(select(func.count()).select_from(devices)
+                               .where(devices.c.product == product_id))
+            if used:
+                raise Conflict(f"product '{product_id}' is still used by {used} device(s)")
+            conn.execute(delete(products).where(products.c.id == product_id))
+
+    # --- devices -----------------------------------------------------------------------
+
+    def add_device(self, device: Device) -> None:
+        """Register a device; Conflict when the id is taken, NotFound for an unknown product."""
+        loc = device.location
+        try:
+            with self._writing() as conn:
+                if conn.scalar(select(products.c.id)
+                               .where(products.c.id == device.product)) is None:
+                    raise NotFound(f"unknown product '{device.product}'")
+                if conn.scalar(select(devices.c.id).where(devices.c.id == device.id)):
+                    raise Conflict(f"device '{device.id}' already exists")
+                conn.execute(insert(devices).values(
+                    id=device.id, product=device.product, name=device.name,
+                    secret_hash=device.secret_hash, state=device.state.value,
+                    tags=dict(device.tags), lat=loc.lat if loc else None,
+                    lon=loc.lon if loc else None, created_ms=device.created_ms))
+        except sa_exc.IntegrityError as exc:  # another process won the race for the id
+            raise Conflict(f"device '{device.id}' already exists") from exc
+
+    def get_device(self, device_id: str) -> Device | None:
+        """The device, or None."""
+        with self._reading() as conn:
+            row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+        return _device(row) if row is not None else None
+
+    def list_devices(self, *, product: str | None = None, state: DeviceState | None = None,
+                     tag: tuple[str, str] | None = None, search: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[Device]:
+        """Devices matching every filter given, ordered by id."""
+        where: list[ColumnElement[bool]] = []
+        if product is not None:
+            where.append(devices.c.product == product)
+        if state is not None:
+            where.append(devices.c.state == DeviceState(state).value)
+        if tag is not None:
+            # SQLAlchemy renders json_extract(tags, '$."k"') on SQLite, tags ->> 'k' on PG.
+            where.append(devices.c.tags[tag[0]].as_string() == tag[1])
+        if search:
+            needle = search.lower()
+            where.append(or_(func.lower(devices.c.id).contains(needle, autoescape=True),
+                             func.lower(devices.c.name).contains(needle, autoescape=True)))
+        stmt = (select(devices).where(*where).order_by(devices.c.id)
+                .limit(max(0, limit)).offset(max(0, offset)))
+        with self._reading() as conn:
+            return [_device(row) for row in conn.execute(stmt)]
+
+    def _change_device(self, device_id: str, values: dict[str, Any]) -> Device:
+        with self._writing() as conn:
+            if values:
+                conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+            row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+            if row is None:
+                raise NotFound(device_id)
+        return _device(row)
+
+    def update_device(self, device_id: str, *, state: DeviceState | None = None,
+                      name: str | None = None, tags: dict[str, str] | None = None,
+                      location: Location | None = None) -> Device:
+        """Change a device's mutable fields; NotFound when absent."""
+        values: dict[str, Any] = {}
+        if state is not None:
+            values["state"] = DeviceState(state).value
+        if name is not None:
+            values["name"] = name
+        if tags is not None:
+            values["tags"] = dict(tags)
+        if location is not None:
+            values.update(lat=location.lat, lon=location.lon)
+        return self._change_device(device_id, values)
+
+    def set_secret_hash(self, device_id: str, secret_hash: str) -> Device:
+        """Replace a device's secret hash; NotFound when absent."""
+        return self._change_device(device_id, {"secret_hash": secret_hash})
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a device, its series, points, latest values, events and status.
+
+        Dead letters stay: they are an audit trail of what was refused.
+        """
+        with self._writing() as conn:
+            if conn.scalar(select(devices.c.id).where(devices.c.id == device_id)) is None:
+                return False
+            sids = select(series.c.id).where(series.c.device_id == device_id)
+            conn.execute(delete(points).where(points.c.series_id.in_(sids)))
+            conn.execute(delete(latest).where(latest.c.series_id.in_(sids)))
+            conn.execute(delete(series).where(series.c.device_id == device_id))
+            conn.execute(delete(events).where(events.c.device_id == device_id))
+            conn.execute(delete(device_status).where(device_status.c.device_id == device_id))
+            conn.execute(delete(devices).where(devices.c.id == device_id))
+            ins = self._upsert(counters).values(name=SERIES_EPOCH, value=1)
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=[counters.c.name],
+                set_={"value": counters.c.value + ins.excluded.value}))
+        return True
+
+    def count_devices(self) -> int:
+        """How many devices are registered."""
+        with self._reading() as conn:
+            return int(conn.scalar(select(func.count()).select_from(devices)) or 0)
+
+    # --- connectivity ------------------------------------------------------------------
+
+    def set_connected(self, device_id: str, connected: bool, *, ts_ms: int, protocol: str,
+                      remote: str | None) -> None:
+        """Record a connect or disconnect; an event older than the last one is ignored."""
+        cur = device_status.c
+        ins = self._upsert(device_status).values(
+            device_id=device_id, connected=connected, last_seen_ms=ts_ms, protocol=protocol,
+            remote=remote, ip_version=ip_version(remote), changed_ms=ts_ms)
+        new = ins.excluded
+        # One atomic upsert: a late disconnect of an old session must not undo a reconnect.
+        newer = or_(cur.changed_ms.is_(None), new.changed_ms >= cur.changed_ms)
+        seen_later = or_(cur.last_seen_ms.is_(None), new.last_seen_ms > cur.last_seen_ms)
+        stmt = ins.on_conflict_do_update(index_elements=[cur.device_id], set_={
+            "connected": case((newer, new.connected), else_=cur.connected),
+            "changed_ms": case((newer, new.changed_ms), else_=cur.changed_ms),
+            "last_seen_ms": case((seen_later, new.last_seen_ms), else_=cur.last_seen_ms),
+            "protocol": case((newer, new.protocol), else_=cur.protocol),
+            "remote": case((newer, new.remote), else_=cur.remote),
+            "ip_version": case((newer, new.ip_version), else_=cur.ip_version),
+        })
+        with self._writing() as conn:
+            conn.execute(stmt)
+
+    def device_status(self, device_id: str) -> DeviceStatus | None:
+        """The device's connectivity (never seen: all None), or None for an unknown device."""
+        st = device_status.c
+        stmt = (select(devices.c.id, st.connected, st.last_seen_ms, st.protocol, st.remote,
+                       st.ip_version, st.changed_ms)
+                .select_from(devices.outerjoin(device_status, st.device_id == devices.c.id))
+                .where(devices.c.id == device_id))
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return DeviceStatus(device_id=row[0], connected=bool(row[1]), last_seen_ms=row[2],
+                            protocol=row[3], remote=row[4], ip_version=row[5],
+                            changed_ms=row[6])
+
+    def online_count(self, seen_since_ms: int) -> int:
+        """Devices connected now, or seen (any protocol) since `seen_since_ms`."""
+        st = device_status.c
+        stmt = (select(func.count()).select_from(device_status)
+                .where(or_(st.connected.is_(True), and_(st.last_seen_ms.is_not(None),
+                                                        st.last_seen_ms >= seen_since_ms))))
+        with self._reading() as conn:
+            return int(conn.scalar(stmt) or 0)

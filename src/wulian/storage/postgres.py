@@ -1,0 +1,208 @@
+"""PostgreSQL store: production. Metadata via SQLAlchemy; the batch writer on raw psycopg 3."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from sqlalchemy import create_engine, make_url, text
+
+from wulian.domain.message import WriteBatch
+from wulian.ports import StorageUnavailable
+from wulian.storage.metadata import SERIES_EPOCH, ip_version
+from wulian.storage.migrations import upgrade
+from wulian.storage.telemetry import SqlStore, counter_bumps, encode
+
+DEADLOCK_RETRIES = 3
+CONNECT_TIMEOUT_S = 5
+
+# Points go in as one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING.
+# Measured on this 2-core box (2,500-point batches, alternating in one process): COPY into a
+# temp table + INSERT ... SELECT 28k points/s, unnest 25k, executemany 19k; at 500-point
+# batches unnest 18.7k vs COPY 13.4k (one round trip instead of two, no temp table).
+# Server-side index work dominates either way, so the simpler, single statement stays.
+_INSERT_POINTS = ("INSERT INTO points (series_id, ts, num, txt) "
+                  "SELECT * FROM unnest(%b::int4[], %b::int8[], %b::float8[], %b::text[]) "
+                  "ON CONFLICT DO NOTHING")
+_NEW_SERIES = ("INSERT INTO series (device_id, property) "
+               "SELECT * FROM unnest(%b::text[], %b::text[]) ON CONFLICT DO NOTHING")
+_FIND_SERIES = ("SELECT s.id, s.device_id, s.property FROM series s "
+                "JOIN unnest(%b::text[], %b::text[]) AS k(d, p) "
+                "ON s.device_id = k.d AND s.property = k.p")
+_UPSERT_LATEST = (
+    "INSERT INTO latest (series_id, ts, num, txt) "
+    "SELECT * FROM unnest(%b::int4[], %b::int8[], %b::float8[], %b::text[]) "
+    "ON CONFLICT (series_id) DO UPDATE SET ts = EXCLUDED.ts, num = EXCLUDED.num, "
+    "txt = EXCLUDED.txt WHERE EXCLUDED.ts > latest.ts")
+_INSERT_EVENT = ("INSERT INTO events (device_id, event, level, ts, params) "
+                 "VALUES (%s, %s, %s, %s, %s::jsonb)")
+_INSERT_REJECTION = (
+    "INSERT INTO rejections (received_ms, device_id, protocol, topic, code, message, payload) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)")
+_UPSERT_SEEN = (
+    "INSERT INTO device_status (device_id, connected, last_seen_ms, protocol, remote, "
+    "ip_version) SELECT d, false, t, p, r, v "
+    "FROM unnest(%b::text[], %b::int8[], %b::text[], %b::text[], %b::int4[]) AS s(d, t, p, r, v) "
+    "ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms, "
+    "protocol = EXCLUDED.protocol, remote = EXCLUDED.remote, ip_version = EXCLUDED.ip_version "
+    "WHERE device_status.last_seen_ms IS NULL "
+    "OR EXCLUDED.last_seen_ms >= device_status.last_seen_ms")
+_BUMP = ("INSERT INTO counters (name, value) SELECT * FROM unnest(%b::text[], %b::int8[]) "
+         "ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value")
+
+Row = tuple[int, int, float | None, str | None]
+
+
+def pg_urls(url: str) -> tuple[str, str]:
+    """(SQLAlchemy URL with the psycopg driver, libpq conninfo) for a postgres URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError("a PostgreSQL URL looks like postgresql://user@host:5432/dbname")
+    return f"postgresql+psycopg://{rest}", f"postgresql://{rest}"
+
+
+def _clean(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; refusing the whole batch for it would be worse.
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+class PostgresStore(SqlStore):
+    """Metadata and telemetry in PostgreSQL; reconnects after a lost connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        sa_url, self._conninfo = pg_urls(url)
+        engine = create_engine(sa_url, pool_pre_ping=True,
+                               connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+        super().__init__(engine)
+        try:
+            upgrade(engine)
+        except Exception:
+            engine.dispose()
+            raise
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._series: dict[tuple[str, str], int] = {}
+        self._epoch = -1
+
+    def close(self) -> None:
+        """Close the writer connection and the engine's pool."""
+        with self._lock:
+            self._drop()
+        self.engine.dispose()
+
+    def info(self) -> dict[str, Any]:
+        """Backend name and version, for `/api/v1/stats` and the logs."""
+        with self._reading() as conn:
+            version = conn.scalar(text("SHOW server_version"))
+        return {"backend": "postgresql", "version": version,
+                "url": make_url(pg_urls(self.url)[0]).render_as_string(hide_password=True)}
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True,
+                                   connect_timeout=CONNECT_TIMEOUT_S)
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def write(self, batch: WriteBatch) -> int:
+        """Store a batch in one transaction (duplicates ignored); returns points inserted."""
+        with self._lock:
+            for attempt in range(1, DEADLOCK_RETRIES + 1):
+                try:
+                    conn = self._connection()
+                    with conn.transaction():
+                        inserted, fresh, epoch = self._write(conn, batch)
+                except pg_errors.TransactionRollback as exc:
+                    # Deadlock or serialization failure: rolled back whole, safe to redo.
+                    if attempt == DEADLOCK_RETRIES:
+                        raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
+                    continue
+                except psycopg.OperationalError as exc:
+                    self._drop()  # the next call reconnects
+                    raise StorageUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+                except psycopg.Error as exc:
+                    raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
+                if epoch != self._epoch:
+                    self._series.clear()
+                    self._epoch = epoch
+                self._series.update(fresh)
+                return inserted
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _resolve(self, cur: psycopg.Cursor[tuple[Any, ...]],
+                 keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        # Sorted: concurrent writers then take the unique-index locks in the same order.
+        devs, props = zip(*sorted(keys), strict=True)
+        cur.execute(_NEW_SERIES, (list(devs), list(props)))
+        cur.execute(_FIND_SERIES, (list(devs), list(props)))
+        return {(d, p): sid for sid, d, p in cur.fetchall()}
+
+    def _write(self, conn: psycopg.Connection[tuple[Any, ...]],
+               batch: WriteBatch) -> tuple[int, dict[tuple[str, str], int], int]:
+        cur = conn.cursor()
+        cur.execute("SELECT value FROM counters WHERE name = %s", (SERIES_EPOCH,))
+        row = cur.fetchone()
+        epoch = int(row[0]) if row else 0
+        cache = self._series if epoch == self._epoch else {}
+        missing = {(d, p) for d, p, _, _ in batch.points if (d, p) not in cache}
+        fresh = self._resolve(cur, missing) if missing else {}
+        rows: list[Row] = []
+        newest: dict[int, Row] = {}
+        for device_id, prop, ts, value in batch.points:
+            key = (device_id, prop)
+            sid = cache.get(key) or fresh[key]
+            num, txt = encode(value)
+            point = (sid, ts, num, _clean(txt))
+            rows.append(point)
+            top = newest.get(sid)
+            if top is None or ts > top[1]:  # the first of equal timestamps is the one stored
+                newest[sid] = point
+        inserted = 0
+        if rows:
+            cur.execute(_INSERT_POINTS, _columns(rows, 4))
+            inserted = cur.rowcount
+        if newest:
+            cur.execute(_UPSERT_LATEST, _columns(sorted(newest.values()), 4))
+        if batch.events:
+            cur.executemany(_INSERT_EVENT, [
+                (_clean(e.device_id), _clean(e.event), e.level, e.ts,
+                 orjson.dumps(_clean_json(e.params)).decode()) for e in batch.events])
+        if batch.rejections:
+            cur.executemany(_INSERT_REJECTION, [
+                (r.received_ms, _clean(r.device_id), _clean(r.protocol), _clean(r.topic),
+                 _clean(r.code), _clean(r.message), r.payload) for r in batch.rejections])
+        if batch.seen:
+            cur.execute(_UPSERT_SEEN, _columns(sorted(
+                (d, s.ts, s.protocol, _clean(s.remote), ip_version(s.remote))
+                for d, s in batch.seen.items()), 5))
+        bumps = counter_bumps(batch, inserted)
+        cur.execute(_BUMP, (list(bumps), list(bumps.values())))
+        return inserted, fresh, epoch
+
+
+def _columns(rows: list[Any], width: int) -> list[list[Any]]:
+    """Rows to column lists, for `unnest(%b::type[], ...)`: one round trip, any batch size."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]

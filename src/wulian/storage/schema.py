@@ -1,0 +1,135 @@
+"""The one schema both backends share, as SQLAlchemy Core tables.
+
+Telemetry is dictionary-encoded: each (device, property) pair gets a small integer series
+id, so `points` is keyed by (series_id, ts). That keeps the points B-tree narrow and makes
+"one property of one device over a day" a single range scan even at 100 M points.
+Values: bool as num 0/1, int/float in num, string/enum in txt; readers decode them back
+with the product's thing model. Integers beyond 2**53 also keep their exact digits in txt.
+
+The migrations under `migrations/versions` create exactly this (a test compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeEngine
+
+# SQLite makes only `INTEGER PRIMARY KEY` an alias of the rowid (auto-assigned ids).
+BIG_ID: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
+# JSONB on PostgreSQL: binary, indexable, and what `->>` filters are fast on.
+DOC: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+ID_LEN = 128
+
+metadata = MetaData()
+
+products = Table(
+    "products", metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("doc", DOC, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("product", String(ID_LEN), ForeignKey("products.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("tags", DOC, nullable=False),
+    Column("lat", Double),
+    Column("lon", Double),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_devices_product", "product"),
+)
+
+device_status = Table(
+    "device_status", metadata,
+    Column("device_id", String(ID_LEN), primary_key=True),
+    Column("connected", Boolean, nullable=False),
+    Column("last_seen_ms", BigInteger),
+    Column("protocol", Text),
+    Column("remote", Text),
+    Column("ip_version", Integer),
+    Column("changed_ms", BigInteger),
+)
+
+series = Table(
+    "series", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", String(ID_LEN), nullable=False),
+    Column("property", String(64), nullable=False),
+    UniqueConstraint("device_id", "property", name="uq_series_device_property"),
+    # AUTOINCREMENT: ids of deleted series are never handed out again, so a stale id
+    # cached by another process can never point at somebody else's series.
+    sqlite_autoincrement=True,
+)
+
+points = Table(
+    "points", metadata,
+    Column("series_id", Integer, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("num", Double),
+    Column("txt", Text),
+    PrimaryKeyConstraint("series_id", "ts", name="pk_points"),
+    sqlite_with_rowid=False,  # the table *is* the (series_id, ts) B-tree: no second index
+)
+
+latest = Table(
+    "latest", metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("num", Double),
+    Column("txt", Text),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("device_id", String(ID_LEN), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("params", DOC, nullable=False),
+    Index("ix_events_device_ts", "device_id", "ts"),
+)
+
+rejections = Table(
+    "rejections", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("device_id", Text),  # as the sender claimed it: unchecked, so unbounded
+    Column("protocol", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_rejections_received", "received_ms"),
+    Index("ix_rejections_device_received", "device_id", "received_ms"),
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,197 @@
+"""Nothing acknowledged is lost: consumer restarts, storage outages, several workers, and
+messages the broker itself drops made visible."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.fixtures.mosquitto import DeviceClient, MosquittoBroker, MqttPlatform, wait_until
+from wulian.access.mqtt_ingest import run_worker
+from wulian.bootstrap import Core, broker_admin
+from wulian.config import Settings
+from wulian.pipeline import DeviceDirectory, IngestLimits, Pipeline
+from wulian.pipeline.ingest import now_ms
+from wulian.registry import Registry
+from wulian.storage.sqlite import SqliteStore
+
+pytestmark = pytest.mark.timeout(90)
+Make = Callable[..., MqttPlatform]
+
+
+def publish_many(device: DeviceClient, count: int, start_ts: int) -> None:
+    """`count` QoS 1 telemetry messages with distinct ts; returns once the broker has all."""
+    infos = [device.client.publish(f"devices/{device.device_id}/telemetry",
+                                   orjson.dumps({"temperature": (n % 100) / 2,
+                                                 "ts": start_ts + n}), qos=1)
+             for n in range(count)]
+    for info in infos:
+        info.wait_for_publish(30)
+
+
+def quick_failing_core(settings: Settings) -> Core:
+    """A core whose SQLite store gives up on a locked database after 0.2 s, not 10 s."""
+    store = SqliteStore(settings.database_url, busy_timeout_ms=200)
+    directory = DeviceDirectory(store)
+    pipeline = Pipeline(store, directory, IngestLimits(), lang=settings.lang)
+    return Core(settings, store, directory, pipeline,
+                Registry(store, directory, broker_admin(settings)))
+
+
+@pytest.mark.parametrize("mode", ["embedded", "mosquitto"])
+def test_messages_sent_while_the_consumer_is_down_arrive_once(make_mqtt_platform: Make,
+                                                              mode: str) -> None:
+    p = make_mqtt_platform(mode)
+    dev = p.connect("dur-1", p.provision("dur-1"))
+    p.stop_ingest()
+    start = now_ms() - 60_000
+    publish_many(dev, 1000, start)
+    assert p.points("dur-1") == []
+    ingest = p.start_ingest()
+    wait_until(lambda: len(p.points("dur-1")) == 1000, 30, "1000 points")
+    wait_until(lambda: ingest.counters().get("acked") == 1000, 10, "1000 PUBACKs")
+    assert [ts for ts, _ in p.points("dur-1")] == list(range(start, start + 1000))
+    assert ingest.counters()["received"] == 1000
+    assert p.store.counters()["messages_accepted"] == 1000
+
+
+@pytest.mark.parametrize("mode", ["embedded", "mosquitto"])
+def test_storage_outage_acks_nothing_and_loses_nothing(make_mqtt_platform: Make,
+                                                       mode: str) -> None:
+    p = make_mqtt_platform(mode, build=quick_failing_core)
+    ingest = p.ingest
+    assert ingest is not None
+    dev = p.connect("out-1", p.provision("out-1"))
+    start = now_ms() - 60_000
+    db = p.core.store.path  # type: ignore[attr-defined]
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # every write now fails: database is locked
+    publish_many(dev, 100, start)
+    wait_until(lambda: ingest.counters().get("received") == 100, what="100 received")
+    wait_until(lambda: ingest.counters().get("store_failures", 0) >= 2, what="store failures")
+    assert ingest.counters().get("acked", 0) == 0
+    if mode == "mosquitto":
+        # Give up while the store is down: the broker must still hold all 100.
+        p.stop_ingest(timeout_s=0.5)
+        locker.execute("ROLLBACK")
+        ingest = p.start_ingest()
+        wait_until(lambda: len(p.points("out-1")) == 100, 20, "100 points after restart")
+        locker.execute("BEGIN EXCLUSIVE")
+        publish_many(dev, 100, start + 100)
+        wait_until(lambda: ingest.counters().get("store_failures", 0) >= 2, what="failures")
+    else:
+        time.sleep(6)  # amqtt forgets a delivery after 5 s without PUBACK: outlast that too
+    # The consumer recovers by itself once the store is back.
+    locker.execute("ROLLBACK")
+    locker.close()
+    total = 200 if mode == "mosquitto" else 100
+    wait_until(lambda: len(p.points("out-1")) == total, 20, f"{total} points")
+    wait_until(lambda: ingest.counters().get("acked") == total, 10, "all acknowledged")
+    assert [ts for ts, _ in p.points("out-1")] == list(range(start, start + total))
+    assert p.store.counters()["messages_accepted"] == total
+
+
+def test_two_worker_processes_share_the_load(make_mqtt_platform: Make) -> None:
+    p = make_mqtt_platform("mosquitto")
+    p.stop_ingest()  # the workers take over worker 0's session and add worker 1
+    dev = p.connect("shared-1", p.provision("shared-1"))
+    ctx = mp.get_context("spawn")
+    settings_json = p.core.settings.model_dump_json()
+    workers = [ctx.Process(target=run_worker, args=(settings_json, i), daemon=True)
+               for i in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        assert p.mosquitto is not None
+        mosq = p.mosquitto
+        wait_until(lambda: mosq.log().count("as wulian-ingest-") >= 3, 30, "both workers")
+        start = now_ms() - 60_000
+        publish_many(dev, 1000, start)
+        wait_until(lambda: len(p.points("shared-1")) == 1000, 30, "1000 points")
+        assert p.store.counters()["messages_accepted"] == 1000  # each stored exactly once
+    finally:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                w.terminate()  # SIGTERM: drain, ack, disconnect
+        for w in workers:
+            w.join(15)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+
+def _platform_client(broker: MosquittoBroker) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-commander",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(broker.admin_user, broker.admin_password)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    return client
+
+
+def test_messages_the_broker_drops_are_counted_and_reported(
+        make_mqtt_platform: Make, caplog: pytest.LogCaptureFixture) -> None:
+    p = make_mqtt_platform("mosquitto", broker_options={"max_queued_bytes": 2000})
+    ingest, mosquitto = p.ingest, p.mosquitto
+    assert ingest is not None and mosquitto is not None
+    wait_until(lambda: "broker_dropped_total" in ingest.counters(), what="the $SYS baseline")
+    # A device with a persistent session goes away; its commands pile up past the limit.
+    secret = p.provision("sleepy-1")
+    sleepy = p.connect("sleepy-1", secret, clean=False)
+    assert sleepy.subscribe("devices/sleepy-1/commands/#")
+    sleepy.close()
+    p.devices.remove(sleepy)
+    commander = _platform_client(mosquitto)
+    try:
+        body: dict[str, Any] = {"name": "reboot", "params": {"pad": "x" * 200}}
+        for n in range(50):
+            commander.publish(f"devices/sleepy-1/commands/c{n}", orjson.dumps(body),
+                              qos=1).wait_for_publish(10)
+    finally:
+        commander.disconnect()
+        commander.loop_stop()
+    wait_until(lambda: ingest.counters().get("broker_dropped", 0) > 0, 15, "drops reported")
+    assert any("dropped" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_a_batch_stored_after_its_connection_ended_is_not_stored_twice(
+        make_mqtt_platform: Make) -> None:
+    p = make_mqtt_platform("mosquitto", build=quick_failing_core)
+    ingest, mosq = p.ingest, p.mosquitto
+    assert ingest is not None and mosq is not None
+    dev = p.connect("dup-1", p.provision("dup-1"))
+    locker = sqlite3.connect(p.core.store.path, isolation_level=None)  # type: ignore[attr-defined]
+    locker.execute("BEGIN EXCLUSIVE")
+    start = now_ms() - 60_000
+    publish_many(dev, 50, start)
+    wait_until(lambda: ingest.counters().get("store_failures", 0) >= 1, what="a held batch")
+    # Another client takes over the consumer's session for a moment, ending its connection
+    # while the batch is held: its PUBACKs can no longer go out, the broker will resend.
+    taker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ingest.client_id,
+                        protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+    taker.username_pw_set(mosq.admin_user, mosq.admin_password)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    taker.connect("127.0.0.1", mosq.port, clean_start=False, properties=props)
+    taker.loop_start()
+    wait_until(lambda: not ingest.wait_ready(0), what="the consumer's connection to end")
+    taker.disconnect()
+    taker.loop_stop()
+    wait_until(lambda: ingest.wait_ready(0), 10, "the consumer back")
+    locker.execute("ROLLBACK")
+    locker.close()
+    wait_until(lambda: ingest.counters().get("acked") == 50, 15, "the resent copies acked")
+    counters = ingest.counters()
+    print("COUNTERS", counters)
+    assert counters["ack_lost"] >= 1
+    assert counters["duplicates_skipped"] == counters["ack_lost"]
+    assert [ts for ts, _ in p.points("dup-1")] == list(range(start, start + 50))
+    assert p.store.counters()["messages_accepted"] == 50
