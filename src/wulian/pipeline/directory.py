@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,8 @@ class DeviceDirectory:
         # device id -> (expires, verdict, the device record when there is one)
         self._devices: dict[str, tuple[float, Known | Rejection, Device | None]] = {}
         self._models: dict[str, tuple[float, CompiledModel | None]] = {}
-        self._verified: dict[tuple[str, str], float] = {}
+        # Keyed by a digest, not the secret: no plaintext secret lingers in memory.
+        self._verified: dict[tuple[str, bytes], float] = {}
         self._lock = threading.Lock()
 
     def _model(self, product_id: str, now: float) -> CompiledModel | None:
@@ -87,7 +89,7 @@ class DeviceDirectory:
         entry, device = self._entry(device_id)
         if device is None:
             return Rejection(RejectCode.BAD_CREDENTIALS)
-        key = (device_id, secret)
+        key = (device_id, hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest())
         now = self._clock()
         if self._verified.get(key, 0.0) > now:
             return entry
