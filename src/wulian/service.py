@@ -14,6 +14,7 @@ import errno
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -98,7 +99,7 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     platform_password, _ = settings.ensure_secret("mqtt-platform.secret")
     broker = None
     consumers: list[MqttIngest] = []
-    workers: list[mp.process.BaseProcess] = []
+    workers: list[mp.context.SpawnProcess] = []
     if settings.embedded_broker:
         from wulian.access.mqtt_embedded import EmbeddedBroker
 
@@ -106,7 +107,9 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                                 platform_password=platform_password)
         await broker.start()
         consumer = MqttIngest.for_embedded(core, platform_password)
-        consumer.start()
+        # start() waits for the subscription, which the broker in this very loop must
+        # answer: wait in a thread, not on the loop.
+        await asyncio.to_thread(consumer.start)
         consumers.append(consumer)
         mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
     else:
@@ -122,6 +125,13 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn would re-raise SIGINT after serving, in the middle of our orderly shutdown;
+    # handle the signals here instead and let shutdown finish quietly.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
 
     async def watch() -> None:
         while not server.started:
