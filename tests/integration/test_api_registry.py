@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.api import ADMIN_TOKEN, Api, basic
+from wulian.api import create_app
 from wulian.ports import StorageUnavailable
 
 ADMIN_ROUTES = [
@@ -83,6 +84,7 @@ def test_a_bad_thing_model_names_the_field(api: Api, env_sensor_doc: dict[str, A
     assert "请求无效" in r.json()["message"]
     r = api.post("/products", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["code"] == "invalid_request"
+    assert r.json()["field"] == "body" and "JSON" in r.json()["message"]
     assert api.get("/products").json()["data"] == []
 
 
@@ -264,3 +266,8 @@ def test_the_openapi_schema_is_served(sqlite_api: Api) -> None:
     schemes = schema["components"]["securitySchemes"]
     assert {s["scheme"] for s in schemes.values()} == {"bearer", "basic"}
     assert sqlite_api.client.get("/docs").status_code == 200
+
+
+def test_the_admin_api_is_never_open(sqlite_api: Api) -> None:
+    with pytest.raises(ValueError, match="admin token"):
+        create_app(sqlite_api.core, admin_token="")

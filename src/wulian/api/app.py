@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +11,6 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,7 +21,7 @@ from wulian.bootstrap import Core
 from wulian.domain.device import DeviceError
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.thingmodel import ThingModelError
-from wulian.i18n import from_accept_language, t
+from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.ports import StorageUnavailable
 
@@ -56,8 +56,10 @@ def _field(loc: tuple[Any, ...]) -> tuple[str, str]:
 def _validation_error(exc: RequestValidationError, lang: str | None) -> JSONResponse:
     errors = []
     for err in exc.errors():
-        field, where = _field(tuple(err.get("loc", ())))
         kind = str(err.get("type", ""))
+        # a JSON syntax error is located by character offset, which is no field
+        loc = tuple(err.get("loc", ()))[:1] if kind == "json_invalid" else err.get("loc", ())
+        field, where = _field(tuple(loc))
         ctx = {k: (", ".join(v) if isinstance(v, list | tuple) else v)
                for k, v in (err.get("ctx") or {}).items()}
         problem = t(f"api.problem.{_PROBLEMS.get(kind, 'other')}", lang, type=kind, **ctx)
@@ -98,9 +100,7 @@ class CatchAll:
                           scope.get("path"))
             if started:
                 raise  # too late to answer cleanly; let the server drop the connection
-            lang = from_accept_language(Headers(scope=scope).get("accept-language"))
-            if lang is None and "app" in scope:  # Starlette puts itself there: our settings
-                lang = scope["app"].state.core.settings.lang
+            lang = request_lang(Request(scope)) if "app" in scope else None
             response = JSONResponse(
                 {"code": "internal_error", "message": t("api.internal_error", lang)}, 500)
             await response(scope, receive, send)
@@ -127,7 +127,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
                   docs_url="/docs", redoc_url=None, lifespan=lifespan,
                   description="wulian (物联): devices, thing models, telemetry.")
     app.state.core = core
-    app.state.admin_token = admin_token.encode()
+    app.state.admin_token_digest = hashlib.sha256(admin_token.encode()).digest()
     app.state.auth_flights = {}
 
     admin = [Depends(require_admin)]

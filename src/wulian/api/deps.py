@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
@@ -74,16 +75,18 @@ def request_lang(request: Request) -> str | None:
 
 # --- admin -----------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="The admin token (`wulian` prints it)")
+_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken",
+                     description="The admin token (`wulian serve` prints it)")
 
 
 def require_admin(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None,
                                                      Depends(_bearer)]) -> None:
     """Let the request through only with `Authorization: Bearer <admin token>`."""
-    expected: bytes = request.app.state.admin_token
-    given = creds.credentials.encode() if creds and creds.scheme.lower() == "bearer" else b""
-    # compare_digest on the bytes keeps the time independent of where the tokens differ
-    if not hmac.compare_digest(given, expected):
+    expected: bytes = request.app.state.admin_token_digest
+    given = creds.credentials if creds and creds.scheme.lower() == "bearer" else ""
+    # digests of equal length, compared in constant time: the answer's timing tells
+    # neither where the tokens differ nor how long the real one is
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
         raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -100,7 +103,8 @@ class _DeviceBasic(HTTPBasic):
             return None
 
 
-_basic = _DeviceBasic(auto_error=False, description="Device id and secret", realm="wulian")
+_basic = _DeviceBasic(auto_error=False, scheme_name="DeviceBasic", realm="wulian",
+                      description="Device id and secret")
 
 
 async def authenticate_device(
@@ -113,9 +117,10 @@ async def authenticate_device(
     if creds.username != device_id:
         return Rejection(RejectCode.FORBIDDEN_TOPIC, params={"device": creds.username[:128]})
     core: Core = request.app.state.core
-    flights: dict[tuple[str, str], asyncio.Future[Known | Rejection]] = \
+    flights: dict[tuple[str, bytes], asyncio.Future[Known | Rejection]] = \
         request.app.state.auth_flights
-    key = (device_id, creds.password)
+    # keyed by digest, like the directory's cache: no secret kept in clear longer than needed
+    key = (device_id, hashlib.sha256(creds.password.encode("utf-8", "surrogatepass")).digest())
     flight = flights.get(key)
     if flight is None:
         # scrypt takes ~50 ms: keep it off the event loop, and let a burst of requests with
@@ -140,7 +145,7 @@ def parse_time(value: str | None, field: str) -> int | None:
     """Epoch milliseconds from `123…` (ms) or an ISO 8601 time (UTC unless it says otherwise)."""
     if value is None or value == "":
         return None
-    if _INT.match(value):
+    if _INT.fullmatch(value):
         return int(value)
     try:
         moment = datetime.fromisoformat(value)

@@ -1,0 +1,5 @@
+"""`python -m wulian.cli`."""
+
+from wulian.cli import main
+
+main()
