@@ -42,7 +42,7 @@ def test_demo_runs_stores_and_reuses_its_devices(tmp_path: Path) -> None:
     summary = SUMMARY.search(out)
     assert summary, out
     sent, acked, errors, accepted, rejected, points = map(int, summary.groups())
-    assert acked > 0 and accepted > 0 and points > 0
+    assert sent >= acked > 0 and accepted > 0 and points > 0
     assert rejected > 0 and errors > 0  # the odd bad value is refused and answered
     # Nothing the broker acknowledged to a device is lost: every acked reading was
     # stored or refused with a reason.

@@ -429,8 +429,11 @@ def test_authenticate_with_the_right_secret(directory: DeviceDirectory, clock: C
     known = directory.authenticate("dev-1", SECRET)
     assert isinstance(known, Known) and known.device.id == "dev-1"
     assert isinstance(directory.authenticate("dev-1", SECRET), Known)
-    assert len(verify_calls) == 1  # the slow hash once per TTL, not per connect
-    clock.now += 5.1
+    assert len(verify_calls) == 1  # the slow hash once, not per connect
+    clock.now += 5.1  # the device record is re-read, the verification still holds
+    assert isinstance(directory.authenticate("dev-1", SECRET), Known)
+    assert len(verify_calls) == 1
+    clock.now += 600  # past the verification TTL: checked again
     assert isinstance(directory.authenticate("dev-1", SECRET), Known)
     assert len(verify_calls) == 2
 
@@ -468,3 +471,12 @@ def test_forget_drops_a_verified_secret(directory: DeviceDirectory, store: FakeS
     directory.forget("dev-1")  # what the registry does after rotating the secret
     assert directory.authenticate("dev-1", SECRET) == Rejection(RejectCode.BAD_CREDENTIALS)
     assert isinstance(directory.authenticate("dev-1", "rotated"), Known)
+
+
+def test_a_rotated_secret_misses_the_cache_even_without_forget(
+        directory: DeviceDirectory, store: FakeStore, clock: Clock) -> None:
+    assert isinstance(directory.authenticate("dev-1", SECRET), Known)
+    store.devices["dev-1"] = dataclasses.replace(store.devices["dev-1"],
+                                                 secret_hash=hash_secret("rotated"))
+    clock.now += 5.1  # another process rotated it: seen once the device record is re-read
+    assert directory.authenticate("dev-1", SECRET) == Rejection(RejectCode.BAD_CREDENTIALS)

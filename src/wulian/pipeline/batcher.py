@@ -13,10 +13,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from wulian.domain.message import Inbound, Outcome, RejectionRecord
+from wulian.domain.message import Inbound, Outcome
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import current
-from wulian.pipeline.ingest import DEAD_LETTER_PAYLOAD_MAX, Pipeline
+from wulian.pipeline.ingest import Pipeline, dead_letter
 from wulian.ports import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,7 @@ class AsyncBatcher:
             if item.refusal is None:
                 outcomes.append(next(pending))
                 continue
-            msg, rej = item.inbound, item.refusal
-            batch.rejections.append(RejectionRecord(
-                received_ms=msg.received_ms, device_id=msg.device_id or None,
-                protocol=msg.protocol.value, topic=msg.topic, code=rej.code.value,
-                message=rej.message(lang), payload=msg.payload[:DEAD_LETTER_PAYLOAD_MAX]))
-            outcomes.append(Outcome(rejection=rej))
+            batch.rejections.append(dead_letter(item.inbound, item.refusal, lang))
+            outcomes.append(Outcome(rejection=item.refusal))
         self._pipeline.commit(batch)
         return outcomes

@@ -29,7 +29,8 @@ class DeviceDirectory:
     """
 
     def __init__(self, store: MetadataStore, *, ttl_s: float = 5.0, negative_ttl_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, max_entries: int = 200_000) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_entries: int = 200_000,
+                 verified_ttl_s: float = 600.0, max_concurrent_checks: int = 4) -> None:
         self._store = store
         self._ttl = ttl_s
         self._negative_ttl = negative_ttl_s
@@ -38,8 +39,12 @@ class DeviceDirectory:
         # device id -> (expires, verdict, the device record when there is one)
         self._devices: dict[str, tuple[float, Known | Rejection, Device | None]] = {}
         self._models: dict[str, tuple[float, CompiledModel | None]] = {}
-        # Keyed by a digest, not the secret: no plaintext secret lingers in memory.
-        self._verified: dict[tuple[str, bytes], float] = {}
+        # (device id, digest of the secret) -> (expires, the stored hash it was checked
+        # against). A digest, not the secret: no plaintext secret lingers in memory. Long-lived
+        # because the device state itself is re-read every `ttl_s`; only the scrypt is saved.
+        self._verified: dict[tuple[str, bytes], tuple[float, str]] = {}
+        self._verified_ttl = verified_ttl_s
+        self._scrypt_slots = threading.BoundedSemaphore(max_concurrent_checks)
         self._lock = threading.Lock()
 
     def _model(self, product_id: str, now: float) -> CompiledModel | None:
@@ -91,13 +96,17 @@ class DeviceDirectory:
             return Rejection(RejectCode.BAD_CREDENTIALS)
         key = (device_id, hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest())
         now = self._clock()
-        if self._verified.get(key, 0.0) > now:
+        hit = self._verified.get(key)
+        # Bound to the stored hash: a rotated secret misses at once, whatever the expiry.
+        if hit is not None and hit[0] > now and hit[1] == device.secret_hash:
             return entry
-        if not verify_secret(secret, device.secret_hash):
+        with self._scrypt_slots:  # each check holds 16 MiB: cap how many run at once
+            ok = verify_secret(secret, device.secret_hash)
+        if not ok:
             return Rejection(RejectCode.BAD_CREDENTIALS)
         if len(self._verified) >= self._max:
             self._verified.clear()
-        self._verified[key] = now + self._ttl
+        self._verified[key] = (now + self._verified_ttl, device.secret_hash)
         return entry
 
     def forget(self, device_id: str | None = None) -> None:

@@ -32,6 +32,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def dead_letter(msg: Inbound, rejection: Rejection, lang: str) -> RejectionRecord:
+    """The record kept of a refused message: what came, from where, and why not."""
+    return RejectionRecord(
+        received_ms=msg.received_ms, device_id=msg.device_id or None,
+        protocol=msg.protocol.value, topic=msg.topic, code=rejection.code.value,
+        message=rejection.message(lang), payload=msg.payload[:DEAD_LETTER_PAYLOAD_MAX])
+
+
 @dataclass(frozen=True, slots=True)
 class IngestLimits:
     max_payload_bytes: int = 256 * 1024
@@ -77,11 +85,7 @@ class Pipeline:
         for msg in messages:
             outcome = self._one(msg, batch, now)
             if outcome.rejection is not None:
-                rej = outcome.rejection
-                batch.rejections.append(RejectionRecord(
-                    received_ms=msg.received_ms, device_id=msg.device_id or None,
-                    protocol=msg.protocol.value, topic=msg.topic, code=rej.code.value,
-                    message=rej.message(lang), payload=msg.payload[:DEAD_LETTER_PAYLOAD_MAX]))
+                batch.rejections.append(dead_letter(msg, outcome.rejection, lang))
             else:
                 batch.accepted += 1
                 seen = batch.seen.get(msg.device_id)
