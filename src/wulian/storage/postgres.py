@@ -12,9 +12,16 @@ from sqlalchemy import create_engine, make_url, text
 
 from wulian.domain.message import WriteBatch
 from wulian.ports import StorageUnavailable
-from wulian.storage.metadata import SERIES_EPOCH, ip_version
+from wulian.storage.metadata import SERIES_EPOCH, UNAVAILABLE, ip_version
 from wulian.storage.migrations import upgrade
-from wulian.storage.telemetry import SqlStore, counter_bumps, encode
+from wulian.storage.telemetry import (
+    SeriesIds,
+    SeriesKey,
+    SqlStore,
+    counter_bumps,
+    missing_series,
+    point_rows,
+)
 
 DEADLOCK_RETRIES = 3
 CONNECT_TIMEOUT_S = 5
@@ -27,8 +34,12 @@ CONNECT_TIMEOUT_S = 5
 _INSERT_POINTS = ("INSERT INTO points (series_id, ts, num, txt) "
                   "SELECT * FROM unnest(%b::int4[], %b::int8[], %b::float8[], %b::text[]) "
                   "ON CONFLICT DO NOTHING")
+# Series, events and status are written only for registered devices: data racing a
+# delete_device (sent before the directory cache noticed) must not outlive the device.
+_KNOWN = "EXISTS (SELECT 1 FROM devices WHERE id = k.d)"
 _NEW_SERIES = ("INSERT INTO series (device_id, property) "
-               "SELECT * FROM unnest(%b::text[], %b::text[]) ON CONFLICT DO NOTHING")
+               f"SELECT d, p FROM unnest(%b::text[], %b::text[]) AS k(d, p) WHERE {_KNOWN} "
+               "ON CONFLICT DO NOTHING")
 _FIND_SERIES = ("SELECT s.id, s.device_id, s.property FROM series s "
                 "JOIN unnest(%b::text[], %b::text[]) AS k(d, p) "
                 "ON s.device_id = k.d AND s.property = k.p")
@@ -37,24 +48,24 @@ _UPSERT_LATEST = (
     "SELECT * FROM unnest(%b::int4[], %b::int8[], %b::float8[], %b::text[]) "
     "ON CONFLICT (series_id) DO UPDATE SET ts = EXCLUDED.ts, num = EXCLUDED.num, "
     "txt = EXCLUDED.txt WHERE EXCLUDED.ts > latest.ts")
-_INSERT_EVENT = ("INSERT INTO events (device_id, event, level, ts, params) "
-                 "VALUES (%s, %s, %s, %s, %s::jsonb)")
+_INSERT_EVENTS = (
+    "INSERT INTO events (device_id, event, level, ts, params) SELECT d, e, l, t, p::jsonb "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::int8[], %b::text[]) "
+    f"AS k(d, e, l, t, p) WHERE {_KNOWN}")
 _INSERT_REJECTION = (
     "INSERT INTO rejections (received_ms, device_id, protocol, topic, code, message, payload) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)")
 _UPSERT_SEEN = (
     "INSERT INTO device_status (device_id, connected, last_seen_ms, protocol, remote, "
     "ip_version) SELECT d, false, t, p, r, v "
-    "FROM unnest(%b::text[], %b::int8[], %b::text[], %b::text[], %b::int4[]) AS s(d, t, p, r, v) "
+    "FROM unnest(%b::text[], %b::int8[], %b::text[], %b::text[], %b::int4[]) "
+    f"AS k(d, t, p, r, v) WHERE {_KNOWN} "
     "ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms, "
     "protocol = EXCLUDED.protocol, remote = EXCLUDED.remote, ip_version = EXCLUDED.ip_version "
     "WHERE device_status.last_seen_ms IS NULL "
     "OR EXCLUDED.last_seen_ms >= device_status.last_seen_ms")
 _BUMP = ("INSERT INTO counters (name, value) SELECT * FROM unnest(%b::text[], %b::int8[]) "
          "ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value")
-
-Row = tuple[int, int, float | None, str | None]
-
 
 def pg_urls(url: str) -> tuple[str, str]:
     """(SQLAlchemy URL with the psycopg driver, libpq conninfo) for a postgres URL."""
@@ -90,13 +101,16 @@ class PostgresStore(SqlStore):
         super().__init__(engine)
         try:
             upgrade(engine)
-        except Exception:
+        except UNAVAILABLE as exc:
+            engine.dispose()
+            where = make_url(sa_url).render_as_string(hide_password=True)
+            raise StorageUnavailable(f"cannot open {where}: {exc.orig}") from exc
+        except BaseException:
             engine.dispose()
             raise
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._series: dict[tuple[str, str], int] = {}
-        self._epoch = -1
+        self._series = SeriesIds()
 
     def close(self) -> None:
         """Close the writer connection and the engine's pool."""
@@ -143,51 +157,39 @@ class PostgresStore(SqlStore):
                     raise StorageUnavailable(f"PostgreSQL unavailable: {exc}") from exc
                 except psycopg.Error as exc:
                     raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
-                if epoch != self._epoch:
-                    self._series.clear()
-                    self._epoch = epoch
-                self._series.update(fresh)
+                self._series.keep(epoch, fresh)
                 return inserted
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _resolve(self, cur: psycopg.Cursor[tuple[Any, ...]],
-                 keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        # Sorted: concurrent writers then take the unique-index locks in the same order.
-        devs, props = zip(*sorted(keys), strict=True)
+                 keys: list[SeriesKey]) -> dict[SeriesKey, int]:
+        devs, props = zip(*keys, strict=True)
         cur.execute(_NEW_SERIES, (list(devs), list(props)))
         cur.execute(_FIND_SERIES, (list(devs), list(props)))
         return {(d, p): sid for sid, d, p in cur.fetchall()}
 
     def _write(self, conn: psycopg.Connection[tuple[Any, ...]],
-               batch: WriteBatch) -> tuple[int, dict[tuple[str, str], int], int]:
+               batch: WriteBatch) -> tuple[int, dict[SeriesKey, int], int]:
         cur = conn.cursor()
         cur.execute("SELECT value FROM counters WHERE name = %s", (SERIES_EPOCH,))
         row = cur.fetchone()
         epoch = int(row[0]) if row else 0
-        cache = self._series if epoch == self._epoch else {}
-        missing = {(d, p) for d, p, _, _ in batch.points if (d, p) not in cache}
+        known = self._series.valid(epoch)
+        missing = missing_series(batch.points, known)
         fresh = self._resolve(cur, missing) if missing else {}
-        rows: list[Row] = []
-        newest: dict[int, Row] = {}
-        for device_id, prop, ts, value in batch.points:
-            key = (device_id, prop)
-            sid = cache.get(key) or fresh[key]
-            num, txt = encode(value)
-            point = (sid, ts, num, _clean(txt))
-            rows.append(point)
-            top = newest.get(sid)
-            if top is None or ts > top[1]:  # the first of equal timestamps is the one stored
-                newest[sid] = point
+        rows, newest = point_rows(batch.points, known, fresh)
         inserted = 0
         if rows:
             cur.execute(_INSERT_POINTS, _columns(rows, 4))
             inserted = cur.rowcount
         if newest:
-            cur.execute(_UPSERT_LATEST, _columns(sorted(newest.values()), 4))
+            cur.execute(_UPSERT_LATEST, _columns(newest, 4))
+        events = 0
         if batch.events:
-            cur.executemany(_INSERT_EVENT, [
-                (_clean(e.device_id), _clean(e.event), e.level, e.ts,
-                 orjson.dumps(_clean_json(e.params)).decode()) for e in batch.events])
+            cur.execute(_INSERT_EVENTS, _columns([
+                (e.device_id, e.event, e.level, e.ts,
+                 orjson.dumps(_clean_json(e.params)).decode()) for e in batch.events], 5))
+            events = cur.rowcount
         if batch.rejections:
             cur.executemany(_INSERT_REJECTION, [
                 (r.received_ms, _clean(r.device_id), _clean(r.protocol), _clean(r.topic),
@@ -196,7 +198,7 @@ class PostgresStore(SqlStore):
             cur.execute(_UPSERT_SEEN, _columns(sorted(
                 (d, s.ts, s.protocol, _clean(s.remote), ip_version(s.remote))
                 for d, s in batch.seen.items()), 5))
-        bumps = counter_bumps(batch, inserted)
+        bumps = counter_bumps(batch, inserted, events)
         cur.execute(_BUMP, (list(bumps), list(bumps.values())))
         return inserted, fresh, epoch
 

@@ -1,13 +1,13 @@
-"""Telemetry reads shared by both backends, and the value codec both writers use.
+"""Telemetry reads shared by both backends, and what both batch writers share.
 
-Writes are each backend's own hot path (raw sqlite3, psycopg COPY); reads are not hot and
-go through SQLAlchemy Core, so the SQL and the decoding live once, here.
+Writes are each backend's own hot path (raw sqlite3, psycopg); reads are not hot and go
+through SQLAlchemy Core, so the SQL and the decoding live once, here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select, text
@@ -28,6 +28,9 @@ from wulian.storage.schema import (
 
 # Beyond 2**53 a double cannot hold every integer: such ints also keep their digits in txt.
 EXACT_INT = 2**53
+MAX_CACHED_SERIES = 1_000_000  # ~200 MB of cache at most; refilled from the index after
+Row = tuple[int, int, float | None, str | None]  # a points/latest row: sid, ts, num, txt
+SeriesKey = tuple[str, str]  # (device id, property)
 STANDARD_COUNTERS = ("messages_accepted", "messages_rejected", "points_stored",
                      "events_stored")
 TEXT_TYPES = frozenset({"string", "enum"})
@@ -66,7 +69,57 @@ def encode(value: Value) -> tuple[float | None, str | None]:
         return float(value), (str(value) if not -EXACT_INT <= value <= EXACT_INT else None)
     if type(value) is bool:
         return (1.0 if value else 0.0), None
-    return None, str(value)
+    # NUL becomes U+FFFD: PostgreSQL text cannot hold it, and both backends should agree.
+    txt = str(value)
+    return None, (txt.replace("\x00", "\ufffd") if "\x00" in txt else txt)
+
+
+class SeriesIds:
+    """One writer's (device, property) → series id cache, dropped when SERIES_EPOCH moves."""
+
+    def __init__(self) -> None:
+        self._ids: dict[SeriesKey, int] = {}
+        self._epoch = -1  # the SERIES_EPOCH value the ids were read under; -1: never
+
+    def valid(self, epoch: int) -> dict[SeriesKey, int]:
+        """The cached ids if they were filled under `epoch`, else none."""
+        return self._ids if epoch == self._epoch else {}
+
+    def keep(self, epoch: int, fresh: Mapping[SeriesKey, int]) -> None:
+        """Remember the ids a committed batch resolved (never those of a rolled-back one)."""
+        if epoch != self._epoch or len(self._ids) + len(fresh) > MAX_CACHED_SERIES:
+            self._ids = {}
+            self._epoch = epoch
+        self._ids.update(fresh)
+
+
+def missing_series(points: Sequence[tuple[str, str, int, Value]],
+                   known: Mapping[SeriesKey, int]) -> list[SeriesKey]:
+    """The batch's series not in `known`, sorted (a stable lock order between writers)."""
+    return sorted({(d, p) for d, p, _, _ in points} - known.keys())
+
+
+def point_rows(points: Sequence[tuple[str, str, int, Value]], known: Mapping[SeriesKey, int],
+               fresh: Mapping[SeriesKey, int]) -> tuple[list[Row], list[Row]]:
+    """Rows for `points`, and the newest row of each series sorted by id.
+
+    Points of series in neither mapping (their device is not registered) are left out.
+    """
+    rows: list[Row] = []
+    newest: dict[int, Row] = {}
+    for device_id, prop, ts, value in points:
+        key = (device_id, prop)
+        sid = known.get(key) or fresh.get(key)
+        if sid is None:
+            continue
+        num, txt = encode(value)
+        row = (sid, ts, num, txt)
+        rows.append(row)
+        # Strictly newer: of two points with one ts the first is stored, so keep it.
+        top = newest.get(sid)
+        if top is None or ts > top[1]:
+            newest[sid] = row
+    return rows, [newest[sid] for sid in sorted(newest)]
 
 
 def decode(vtype: str | None, num: float | None, txt: str | None) -> Value:
@@ -82,11 +135,11 @@ def decode(vtype: str | None, num: float | None, txt: str | None) -> Value:
     return _plain(num)  # property no longer in the model: the best guess from the value
 
 
-def counter_bumps(batch: WriteBatch, inserted: int) -> dict[str, int]:
-    """The counter increments one stored batch makes (zeros left out)."""
+def counter_bumps(batch: WriteBatch, points: int, events: int) -> dict[str, int]:
+    """The counter increments one stored batch makes (zeros left out, sorted by name)."""
     bumps: Counter[str] = Counter({
         "messages_accepted": batch.accepted, "messages_rejected": len(batch.rejections),
-        "points_stored": inserted, "events_stored": len(batch.events)})
+        "points_stored": points, "events_stored": events})
     bumps.update(f"rejected.{r.code}" for r in batch.rejections)
     return {name: n for name, n in sorted(bumps.items()) if n}
 
