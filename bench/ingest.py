@@ -547,17 +547,14 @@ def wait_stored(store: Any, target_points: int, base_points: int, idle_s: float,
         time.sleep(0.05)
 
 
-def run_phase(gen: LoadGen, store: Any, base_points: int, poll_s: float, cpu: CpuWatch | None,
-              drain_timeout: float) -> Phase:
-    gen.start()
+def run_phase(gen: LoadGen, seconds: float, rate: float, store: Any, poll_s: float,
+              cpu: CpuWatch | None, drain_timeout: float) -> Phase:
+    """One load phase on the connected devices; returns once the store has caught up."""
+    base_points = store.counters().get("points_stored", 0)
     sampler = Sampler(store, gen, poll_s)
     timeline: list[tuple[float, int]] = []
     if cpu is not None:
-        for i, pid in enumerate(gen.pids):
-            cpu.add(f"loadgen {i}", psutil.Process(pid))
         cpu.start()
-    t_go = gen.go()
-    timeline.append((t_go, 0))
     sampler.start()
     stop_tl = threading.Event()
 
@@ -570,14 +567,13 @@ def run_phase(gen: LoadGen, store: Any, base_points: int, poll_s: float, cpu: Cp
     tl = threading.Thread(target=follow, daemon=True)
     tl.start()
     try:
-        res = gen.collect()
+        res = gen.run(seconds, rate)
     finally:
         stop_tl.set()
         tl.join(5)
-        gen.stop()
-    target = res.acked * N_PROPS
-    t_last, stored = wait_stored(store, target, base_points, idle_s=15, timeout=drain_timeout,
-                                 timeline=timeline, cpu=cpu)
+    timeline.append((res.t_go, 0))
+    t_last, stored = wait_stored(store, res.acked * N_PROPS, base_points, idle_s=15,
+                                 timeout=drain_timeout, timeline=timeline, cpu=cpu)
     cpu_pct = cpu.stop(time.monotonic() - (time.time() - t_last)) if cpu is not None else {}
     missing = sampler.finish(timeout=5)
     lat = [lat_ms for _, lat_ms in sampler.latencies]
@@ -622,6 +618,8 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
     broker: subprocess.Popen[bytes] | None = None
     plat: Platform | None = None
     store: Any = None
+    gen: LoadGen | None = None
+    plat_procs: dict[str, psutil.Process] = {}
     try:
         backend = make_backend(kind, work, a.pg_admin)
         password = fleet.password
@@ -645,6 +643,7 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         shown = " ".join(cmd).replace(password, "***")
         log(f"{kind}: starting {shown}")
         plat = start_platform(cmd, env, work, http_port, broker_log, a.workers)
+        plat_procs = plat.processes()
         store = open_store(backend.url)
         warm_up(mport, password, store, [d for d, _ in creds], timeout=60)
         log(f"{kind}: platform up, {a.workers} ingest workers, warm-up stored")
@@ -655,16 +654,20 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
             cpu.add(label, proc)
         cpu.add("bench (sampler)", psutil.Process())
         sampled = [d for i, (d, _) in enumerate(creds) if i % 100 == 0]
-        cfg = GenConfig(port=mport, seconds=a.seconds, window=a.window, refill=a.refill,
-                        drain_timeout=60)
+        cfg = GenConfig(port=mport, window=a.window, refill=a.refill, drain_timeout=60)
         gen = LoadGen(cfg, creds, procs=a.gen_procs, sampled=sampled)
-        base = store.counters().get("points_stored", 0)
-        log(f"{kind}: throughput phase: {a.devices} devices, QoS 1, {a.seconds:.0f}s, "
-            f"as fast as acked")
+        t = time.monotonic()
+        gen.start()
+        log(f"{kind}: {a.devices} devices connected with their own logins in "
+            f"{time.monotonic() - t:.1f}s")
+        for i, pid in enumerate(gen.pids):
+            cpu.add(f"loadgen {i}", psutil.Process(pid))
+        time.sleep(a.settle)  # let the platform digest the connect storm (presence etc.)
+        log(f"{kind}: throughput phase: QoS 1, {a.seconds:.0f}s, as fast as acked")
         profilers = (start_profiles(plat, Path(a.profile), kind, a.seconds)
                      if a.profile else [])
-        main = run_phase(gen, store, base, a.poll_ms / 1000, cpu,
-                         drain_timeout=max(120.0, 4 * a.seconds))
+        main = run_phase(gen, a.seconds, 0.0, store, a.poll_ms / 1000, cpu,
+                         drain_timeout=a.drain_timeout)
         for prof in profilers:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 prof.wait(30)
@@ -682,12 +685,9 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         if a.latency_seconds > 0 and rate > 0:
             lrate = a.latency_load * rate
             log(f"{kind}: latency phase: {lrate:,.0f} msg/s paced for {a.latency_seconds:.0f}s")
-            base2 = store.counters().get("points_stored", 0)
-            lcfg = GenConfig(port=mport, seconds=a.latency_seconds, rate=lrate,
-                             window=a.window, drain_timeout=30)
-            lgen = LoadGen(lcfg, creds, procs=a.gen_procs, sampled=sampled)
-            phases["latency"] = run_phase(lgen, store, base2, a.poll_ms / 1000, None,
-                                          drain_timeout=60)
+            phases["latency"] = run_phase(gen, a.latency_seconds, lrate, store,
+                                          a.poll_ms / 1000, None, drain_timeout=60)
+        gen.close()
         by_dev: dict[str, list[DeviceResult]] = {}
         for ph in phases.values():
             for dev, r in ph.gen.devices.items():
@@ -700,13 +700,16 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         return summarize(kind, a, backend, main, phases.get("latency"), check, counters,
                          shown)
     finally:
+        if gen is not None:
+            gen.close()
         if store is not None:
             store.close()
         if plat is not None:
             stop_proc(plat.proc, signal.SIGINT, timeout=30)
-            for p in plat.processes().values():  # anything serve left behind
+            for p in plat_procs.values():  # any worker serve left behind, by its PID
                 with contextlib.suppress(psutil.Error):
-                    p.kill()
+                    if p.is_running():
+                        p.kill()
         stop_proc(broker)
         if backend is not None and backend.drop is not None:
             try:
@@ -736,6 +739,10 @@ def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
             "seconds": a.seconds, "published": g.published, "acked": g.acked,
             "unacked": g.unacked, "offered_per_s": g.offered_per_s(),
             "stored_msgs": msgs, "window_s": window,
+            "drained": main.stored_points >= g.acked * N_PROPS,
+            "stored_per_s_while_publishing": max(
+                (v for t, v in main.timeline if t <= g.t_last_pub), default=0) / N_PROPS
+            / max(1e-9, g.t_last_pub - g.t_first_pub),
             "drain_s": main.t_last_stored - g.t_last_pub,
             "latency_ms": {"p50": pct(main.latencies, 50), "p99": pct(main.latencies, 99),
                            "max": max(main.latencies, default=None),
@@ -873,6 +880,10 @@ def main() -> int:
                     help="latency phase rate, as a fraction of the measured throughput")
     ap.add_argument("--latency-seconds", type=float, default=15)
     ap.add_argument("--poll-ms", type=float, default=25, help="latency sampler poll interval")
+    ap.add_argument("--settle", type=float, default=3,
+                    help="seconds between the devices connecting and the first publish")
+    ap.add_argument("--drain-timeout", type=float, default=300,
+                    help="after publishing, wait at most this long for the store to catch up")
     ap.add_argument("--ceiling-runs", type=int, default=3)
     ap.add_argument("--ceiling-msgs", type=int, default=200_000)
     ap.add_argument("--strawman-runs", type=int, default=1)

@@ -138,14 +138,12 @@ def sample_payload(ts: int = 1_732_480_000_123) -> bytes:
 @dataclass
 class GenConfig:
     port: int
-    seconds: float = 30.0
-    rate: float = 0.0  # total msg/s over all devices; 0 = closed loop, as fast as acks allow
     window: int = 32  # PUBLISHes in flight per connection
     refill: int = 1  # closed loop: send again once this many window slots are free
     host: str = HOST
     keepalive: int = 60
     connect_timeout: float = 60.0
-    go_timeout: float = 900.0  # a worker waits this long for the start signal, then quits
+    go_timeout: float = 900.0  # a worker waits this long for its next phase, then quits
     drain_timeout: float = 30.0  # after the last publish, wait this long for PUBACKs
     connect_concurrency: int = 64
     topic: str = TOPIC
@@ -288,7 +286,7 @@ class _Gen:
     def __init__(self, cfg: GenConfig, loop: asyncio.AbstractEventLoop, seed: int) -> None:
         self.cfg = cfg
         self.loop = loop
-        self.closed_loop = cfg.rate <= 0
+        self.closed_loop = True  # set per phase
         self.running = False
         self.closing = False
         self.bodies = value_bodies(seed)
@@ -332,7 +330,7 @@ class _Gen:
 
 
 async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: frozenset[str],
-                 go: Any, ready_q: Any, sample_q: Any) -> dict[str, Any]:
+                 ctl_q: Any, ready_q: Any, sample_q: Any, result_q: Any) -> None:
     loop = asyncio.get_running_loop()
     gen = _Gen(cfg, loop, seed=idx)
     conns = [_Conn(gen, dev, secret, dev in sampled) for dev, secret in creds]
@@ -354,6 +352,8 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
     await asyncio.gather(*(open_one(c) for c in conns))
     failed = [(c.device_id, c.error or "not connected") for c in conns if not c.ok]
     ready_q.put((idx, len(conns) - len(failed), failed[:10], len(failed)))
+    if failed:
+        return
 
     async def keepalive() -> None:
         while True:
@@ -365,19 +365,49 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
                     c.last_send = time.monotonic()
 
     pinger = asyncio.create_task(keepalive())
-    end_go = time.monotonic() + cfg.go_timeout
-    while not go.is_set():
-        if failed or time.monotonic() > end_go:
-            pinger.cancel()
-            return {"idx": idx, "aborted": True}
-        await asyncio.sleep(0.002)
+    try:
+        for _ in range(1000):  # phases; bounded
+            cmd = await _next_command(ctl_q, cfg.go_timeout)
+            if cmd is None or cmd[0] != "run":
+                break
+            _, t_start, seconds, rate = cmd
+            result_q.put(await _phase(gen, conns, t_start, seconds, rate, sample_q))
+    finally:
+        pinger.cancel()
+        gen.closing = True
+        for c in conns:
+            if c.transport is not None:
+                c.transport.write(DISCONNECT)
+                c.transport.close()
+        await asyncio.sleep(0.05)
 
+
+async def _next_command(ctl_q: Any, timeout: float) -> tuple[Any, ...] | None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            cmd: tuple[Any, ...] = ctl_q.get_nowait()
+            return cmd
+        except queue.Empty:
+            await asyncio.sleep(0.002)
+    return None
+
+
+async def _phase(gen: _Gen, conns: list[_Conn], t_start: float, seconds: float, rate: float,
+                 sample_q: Any) -> dict[str, Any]:
+    """Publish for `seconds` from wall time `t_start` (rate 0: closed loop), then drain."""
+    cfg = gen.cfg
     live = [c for c in conns if c.ok]
+    base = {c.device_id: (c.published, c.acked) for c in conns}
+    for c in conns:
+        c.acked_ts = array("q")
+    await asyncio.sleep(max(0.0, t_start - time.time()))
     t_go = time.time()
     cpu0 = time.process_time()
+    gen.closed_loop = rate <= 0
     gen.running = True
     t0 = time.monotonic()
-    end = t0 + cfg.seconds
+    end = t0 + seconds
 
     def flush_samples() -> None:
         if gen.samples:
@@ -386,15 +416,15 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
 
     if gen.closed_loop:
         for c in live:
-            gen.send(c, cfg.window)
+            gen.send(c, cfg.window - len(c.inflight))
         while time.monotonic() < end:
             await asyncio.sleep(min(0.1, max(0.0, end - time.monotonic())))
             flush_samples()
     else:
-        # `cfg.rate` is this process's share (LoadGen.start splits it); each device gets an
-        # equal part, with a random phase so that the devices do not all fire on one tick.
-        per_conn = cfg.rate / max(1, len(live))
-        phase = {c.device_id: random.random() for c in live}
+        # `rate` is this process's share (LoadGen splits it); each device gets an equal
+        # part, with a random phase so that the devices do not all fire on one tick.
+        per_conn = rate / max(1, len(live))
+        offset = {c.device_id: random.random() - c.published for c in live}
         next_flush = t0 + 0.1
         while True:
             now = time.monotonic()
@@ -402,7 +432,7 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
                 break
             due_total = per_conn * (now - t0)
             for c in live:
-                due = int(due_total + phase[c.device_id]) - c.published
+                due = int(due_total + offset[c.device_id]) - c.published
                 if due > 0:
                     gen.send(c, min(due, cfg.window - len(c.inflight)))
             if now >= next_flush:
@@ -416,17 +446,12 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
         await asyncio.sleep(0.01)
     flush_samples()
     cpu = time.process_time() - cpu0
-    pinger.cancel()
-    gen.closing = True
-    for c in conns:
-        if c.transport is not None:
-            c.transport.write(DISCONNECT)
-            c.transport.close()
-    await asyncio.sleep(0.05)
-    devices = {c.device_id: DeviceResult(c.published, c.acked, c.acked_ts, len(c.inflight))
+    devices = {c.device_id: DeviceResult(c.published - base[c.device_id][0],
+                                         c.acked - base[c.device_id][1], c.acked_ts,
+                                         len(c.inflight))
                for c in conns}
     return {
-        "idx": idx, "aborted": False, "pid": os.getpid(), "devices": devices,
+        "idx": os.getpid(), "aborted": False, "pid": os.getpid(), "devices": devices,
         "t_go": t_go, "t_first_pub": t_go, "t_last_pub": t_last_pub,
         "t_last_ack": gen.last_ack or t_last_pub, "cpu_s": cpu,
         "disconnects": gen.disconnects, "protocol_errors": gen.protocol_errors,
@@ -434,8 +459,8 @@ async def _amain(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: froze
     }
 
 
-def _worker(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: frozenset[str], go: Any,
-            ready_q: Any, sample_q: Any, result_q: Any) -> None:
+def _worker(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: frozenset[str],
+            ctl_q: Any, ready_q: Any, sample_q: Any, result_q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
         import uvloop
@@ -444,12 +469,12 @@ def _worker(idx: int, cfg: GenConfig, creds: Sequence[Cred], sampled: frozenset[
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.run
     try:
-        res = runner(_amain(idx, cfg, creds, sampled, go, ready_q, sample_q))
+        runner(_amain(idx, cfg, creds, sampled, ctl_q, ready_q, sample_q, result_q))
     except BaseException as exc:  # report, never hang the parent
-        res = {"idx": idx, "aborted": True, "error": f"{type(exc).__name__}: {exc}"}
+        error = f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
-            ready_q.put((idx, 0, [("*", res["error"])], len(creds)))
-    result_q.put(res)
+            ready_q.put((idx, 0, [("*", error)], len(creds)))
+            result_q.put({"idx": idx, "aborted": True, "error": error})
 
 
 # ------------------------------------------------------------------ the parent's handle
@@ -458,7 +483,12 @@ class LoadGenError(RuntimeError):
 
 
 class LoadGen:
-    """Start `procs` worker processes, connect every device, then `go()` and `collect()`."""
+    """`procs` worker processes holding every device's connection across phases.
+
+    start() connects all devices (raises if any cannot log in); run(seconds, rate) is one
+    phase (all workers start on the same wall-clock instant) and returns its GenResult;
+    close() disconnects. Devices stay connected between phases.
+    """
 
     def __init__(self, cfg: GenConfig, creds: Sequence[Cred], *, procs: int = 2,
                  sampled: Sequence[str] = ()) -> None:
@@ -468,12 +498,12 @@ class LoadGen:
         self.sampled = frozenset(sampled)
         ctx = mp.get_context("spawn")
         self._ctx = ctx
-        self._go = ctx.Event()
+        self._ctl: list[Any] = []
         self._ready: Any = ctx.Queue()
         self._samples: Any = ctx.Queue()
         self._results: Any = ctx.Queue()
+        self._shares: list[float] = []
         self.procs: list[Any] = []
-        self.t_go = 0.0
 
     @property
     def pids(self) -> list[int]:
@@ -483,33 +513,55 @@ class LoadGen:
         """Spawn the workers and wait until every device is connected (or raise)."""
         per = [self.creds[i::self.nprocs] for i in range(self.nprocs)]
         for i, chunk in enumerate(per):
-            cfg = GenConfig(**{**self.cfg.__dict__,
-                               "rate": self.cfg.rate * len(chunk) / len(self.creds)})
+            ctl = self._ctx.Queue()
+            self._ctl.append(ctl)
+            self._shares.append(len(chunk) / len(self.creds))
             p = self._ctx.Process(target=_worker, name=f"loadgen-{i}", daemon=True,
-                                  args=(i, cfg, chunk, self.sampled, self._go, self._ready,
+                                  args=(i, self.cfg, chunk, self.sampled, ctl, self._ready,
                                         self._samples, self._results))
             p.start()
             self.procs.append(p)
-        connected, failures, nfailed = 0, [], 0
+        failures, nfailed = [], 0
         deadline = time.monotonic() + self.cfg.connect_timeout + 30
         for _ in self.procs:
             try:
-                _, ok, fail, nfail = self._ready.get(timeout=max(1, deadline - time.monotonic()))
+                _, _ok, fail, nfail = self._ready.get(
+                    timeout=max(1, deadline - time.monotonic()))
             except queue.Empty:
-                self.stop()
+                self.close()
                 raise LoadGenError("load generator workers did not report in time") from None
-            connected += ok
             failures += fail
             nfailed += nfail
         if nfailed:
-            self.stop()
+            self.close()
             raise LoadGenError(f"{nfailed} of {len(self.creds)} devices could not connect, "
                                f"e.g. {failures[:3]}")
 
-    def go(self) -> float:
-        self.t_go = time.time()
-        self._go.set()
-        return self.t_go
+    def run(self, seconds: float, rate: float = 0.0) -> GenResult:
+        """One phase: publish for `seconds` (rate 0: closed loop), wait for the PUBACKs."""
+        t_start = time.time() + 0.05
+        for ctl, share in zip(self._ctl, self._shares, strict=True):
+            ctl.put(("run", t_start, seconds, rate * share))
+        deadline = time.monotonic() + seconds + self.cfg.drain_timeout + 60
+        results = []
+        for _ in self.procs:
+            try:
+                results.append(self._results.get(timeout=max(1, deadline - time.monotonic())))
+            except queue.Empty:
+                self.close()
+                raise LoadGenError("load generator workers did not finish in time") from None
+        bad = [r for r in results if r.get("aborted")]
+        if bad:
+            self.close()
+            raise LoadGenError(f"load generator worker failed: {bad[0].get('error', bad[0])}")
+        devices: dict[str, DeviceResult] = {}
+        for r in results:
+            devices.update(r.pop("devices"))
+        return GenResult(
+            devices=devices, t_go=min(r["t_go"] for r in results),
+            t_first_pub=min(r["t_first_pub"] for r in results),
+            t_last_pub=max(r["t_last_pub"] for r in results),
+            t_last_ack=max(r["t_last_ack"] for r in results), procs=results)
 
     def samples(self) -> list[tuple[str, int, float]]:
         """(device, ts, publish wall ms) of sampled messages published since the last call."""
@@ -521,38 +573,17 @@ class LoadGen:
                 break
         return out
 
-    def collect(self, timeout: float | None = None) -> GenResult:
-        """Wait for every worker's result (publishing + draining must fit in `timeout`)."""
-        timeout = timeout or self.cfg.seconds + self.cfg.drain_timeout + 30
-        deadline = time.monotonic() + timeout
-        results = []
-        for _ in self.procs:
-            try:
-                results.append(self._results.get(timeout=max(1, deadline - time.monotonic())))
-            except queue.Empty:
-                self.stop()
-                raise LoadGenError("load generator workers did not finish in time") from None
+    def close(self) -> None:
+        """Disconnect every device and end the workers (by PID)."""
+        for ctl in self._ctl:
+            with contextlib.suppress(Exception):
+                ctl.put(("stop",))
         for p in self.procs:
             p.join(10)
-        bad = [r for r in results if r.get("aborted")]
-        if bad:
-            raise LoadGenError(f"load generator worker failed: {bad[0].get('error', bad[0])}")
-        devices: dict[str, DeviceResult] = {}
-        for r in results:
-            devices.update(r.pop("devices"))
-        return GenResult(
-            devices=devices, t_go=min(r["t_go"] for r in results),
-            t_first_pub=min(r["t_first_pub"] for r in results),
-            t_last_pub=max(r["t_last_pub"] for r in results),
-            t_last_ack=max(r["t_last_ack"] for r in results), procs=results)
-
-    def stop(self) -> None:
-        """End the workers we started (by PID), if still running."""
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
-        for p in self.procs:
-            p.join(5)
+                p.join(5)
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGKILL)
 
@@ -627,7 +658,7 @@ def selftest(a: argparse.Namespace) -> dict[str, Any]:
             threading.Thread(target=count, daemon=True).start()
             time.sleep(0.5)
         creds: list[Cred] = [(d, None) for d in device_ids(a.devices)]
-        cfg = GenConfig(port=port, seconds=a.seconds, rate=a.rate, window=a.window,
+        cfg = GenConfig(port=port, window=a.window,
                         refill=a.refill, drain_timeout=a.drain_timeout)
         gen = LoadGen(cfg, creds, procs=a.procs)
         t_conn = time.monotonic()
@@ -636,8 +667,10 @@ def selftest(a: argparse.Namespace) -> dict[str, Any]:
         bp = psutil.Process(broker.pid)
         b0 = sum(bp.cpu_times()[:2])
         s0 = sum(psutil.Process(sub.pid).cpu_times()[:2]) if sub else 0.0
-        gen.go()
-        res = gen.collect()
+        try:
+            res = gen.run(a.seconds, a.rate)
+        finally:
+            gen.close()
         b1 = sum(bp.cpu_times()[:2])
         s1 = sum(psutil.Process(sub.pid).cpu_times()[:2]) if sub else 0.0
         span = res.t_last_ack - res.t_first_pub
@@ -694,12 +727,14 @@ def main() -> None:
         creds = [(r["id"], r.get("secret")) for r in rows][: a.devices]
     else:
         creds = [(d, None) for d in device_ids(a.devices)]
-    cfg = GenConfig(port=a.port, seconds=a.seconds, rate=a.rate, window=a.window,
+    cfg = GenConfig(port=a.port, window=a.window,
                     refill=a.refill, drain_timeout=a.drain_timeout)
     gen = LoadGen(cfg, creds, procs=a.procs)
     gen.start()
-    gen.go()
-    res = gen.collect()
+    try:
+        res = gen.run(a.seconds, a.rate)
+    finally:
+        gen.close()
     print(json.dumps({"published": res.published, "acked": res.acked, "unacked": res.unacked,
                       "offered_per_s": round(res.offered_per_s()),
                       "acked_per_s": round(res.acked_per_s()),

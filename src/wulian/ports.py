@@ -110,7 +110,13 @@ class MetadataStore(Protocol):
 
 
 class TelemetryStore(Protocol):
-    """Time series, events, dead letters and the platform's counters."""
+    """Time series, events, dead letters and the platform's counters.
+
+    Conventions every implementation keeps: time ranges are half-open `[since, until)`;
+    `events` and `rejections` come newest first; buckets are aligned to the epoch; any
+    method may raise `StorageUnavailable` (the API answers 503); a write for a device that
+    is no longer registered stores nothing of it but its dead letters.
+    """
 
     def write(self, batch: WriteBatch) -> int:
         """Store a batch in one transaction (duplicates ignored); returns points inserted.

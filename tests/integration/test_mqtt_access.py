@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,21 @@ def test_dynsec_admin_with_a_wrong_password_is_a_clear_error(mosquitto: Mosquitt
             admin.provision("dev-x", "secret")
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize("mode", ["embedded", "mosquitto"])
+def test_devices_connect_over_ipv6_and_their_presence_is_recorded(
+        make_mqtt_platform: Callable[..., MqttPlatform], mode: str) -> None:
+    # Embedded: amqtt's plugin events; Mosquitto: its log lines on $SYS/broker/log/N.
+    p = make_mqtt_platform(mode, host="::1")
+    dev = p.connect("v6-1", p.provision("v6-1"))
+    status = wait_until(lambda: (s := p.store.device_status("v6-1")) and s.connected and s,
+                        what="connected status")
+    assert status.protocol == "mqtt" and status.ip_version == 6
+    assert status.remote.startswith("[::1]:")
+    dev.telemetry({"temperature": 3.0})
+    wait_until(lambda: p.points("v6-1"), what="a point sent over IPv6")
+    dev.close()
+    p.devices.remove(dev)
+    wait_until(lambda: not p.store.device_status("v6-1").connected, what="disconnected")
+    assert p.store.device_status("wulian-platform") is None  # the platform is no device

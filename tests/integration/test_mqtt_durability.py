@@ -190,7 +190,6 @@ def test_a_batch_stored_after_its_connection_ended_is_not_stored_twice(
     locker.close()
     wait_until(lambda: ingest.counters().get("acked") == 50, 15, "the resent copies acked")
     counters = ingest.counters()
-    print("COUNTERS", counters)
     assert counters["ack_lost"] >= 1
     assert counters["duplicates_skipped"] == counters["ack_lost"]
     assert [ts for ts, _ in p.points("dup-1")] == list(range(start, start + 50))

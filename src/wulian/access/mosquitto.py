@@ -1,4 +1,5 @@
-"""Production Mosquitto: its config file, its dynamic-security file, and device provisioning."""
+"""An external broker (Mosquitto in production): where it is, its config and dynamic-security
+files, and device provisioning through it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import secrets
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -19,12 +22,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from wulian.access import topics
-from wulian.access.mqtt_ingest import BrokerUrl
 from wulian.config import Settings
 from wulian.i18n import t
 
 log = logging.getLogger(__name__)
 
+PLATFORM_USER = "wulian-platform"  # the platform's own MQTT login, on either broker
+PLATFORM_SECRET = "mqtt-platform.secret"  # its password's file in the data dir
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
@@ -35,6 +39,46 @@ DEVICE_ROLE_PREFIX = "wulian-device-"
 _PBKDF2_ITERATIONS = 101
 _BENIGN = ("already exists", "not found")
 QUEUED_MESSAGES_UNREACHABLE = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """Where the platform's MQTT clients connect, and as whom."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    @classmethod
+    def parse(cls, url: str, *, username: str, password: str) -> BrokerUrl:
+        """`mqtt://[user:pass@]host[:port]`; the login defaults to the one given."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 1883
+        except ValueError:
+            port = 0
+        if parts.scheme != "mqtt" or not parts.hostname or not port:
+            raise ValueError(t("mqtt.bad_broker_url", url=url))
+        return cls(parts.hostname, port,
+                   unquote(parts.username) if parts.username else username,
+                   unquote(parts.password) if parts.password is not None else password)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerUrl:
+        """The configured broker, logging in as the platform (its secret from the data dir)."""
+        if settings.embedded_broker:
+            password, _ = settings.ensure_secret(PLATFORM_SECRET)
+            return cls(settings.mqtt_host, settings.mqtt_port, PLATFORM_USER, password)
+        parts = urlsplit(settings.broker)
+        password = "" if parts.password is not None else settings.ensure_secret(
+            PLATFORM_SECRET)[0]
+        return cls.parse(settings.broker, username=PLATFORM_USER, password=password)
+
+    def safe(self) -> str:
+        """The URL without the password, for messages and logs."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{self.username}@{host}:{self.port}"
 
 
 class BrokerAdminError(RuntimeError):
@@ -83,6 +127,9 @@ def render_config(port: int, data_dir: Path, *, dynsec_file: Path,
     if user:
         lines.append(f"user {user}")
     lines += [f"log_dest file {log_file.resolve()}" if log_file else "log_dest stderr",
+              "# Mosquitto tells nobody but its log who connects: as $SYS/broker/log/N lines",
+              "# the platform learns of devices coming and going (wulian.access.presence).",
+              "log_dest topic",
               "log_type error", "log_type warning", "log_type notice", "log_type information",
               "connection_messages true", "log_timestamp_format %Y-%m-%dT%H:%M:%S", ""]
     lines += [f"listener {port} {host}" for host in hosts]

@@ -10,7 +10,6 @@ import asyncio
 import errno
 import hmac
 import logging
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,8 +21,10 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from wulian.access import topics
-from wulian.access.mqtt_ingest import PLATFORM_USER
+from wulian.access.mosquitto import PLATFORM_USER
+from wulian.access.presence import format_remote
 from wulian.i18n import t
+from wulian.netutil import port_free
 from wulian.pipeline.directory import Known
 from wulian.pipeline.ingest import now_ms
 
@@ -40,14 +41,6 @@ class PortInUse(RuntimeError):
     def __init__(self, host: str, port: int) -> None:
         super().__init__(t("mqtt.port_in_use", host=host, port=port))
         self.host, self.port = host, port
-
-
-def format_remote(address: str | None, port: int | None) -> str | None:
-    """`ip:port`, or `[ip6]:port` for IPv6."""
-    if not address:
-        return None
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{port}" if port is not None else host
 
 
 class Gatekeeper:
@@ -94,7 +87,8 @@ class Gatekeeper:
         user = session.username
         if not user or user == PLATFORM_USER or session.client_id != user:
             return
-        remote = format_remote(session.remote_address, session.remote_port)
+        address, port = session.remote_address, session.remote_port
+        remote = format_remote(address, port) if address and port is not None else None
         self._status_pool.submit(self._record, user, connected, now_ms(), remote)
 
     def _record(self, device_id: str, connected: bool, ts: int, remote: str | None) -> None:
@@ -147,6 +141,16 @@ class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         return allowed
 
 
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt's Broker, able to bind an IPv6 address."""
+
+    @classmethod
+    def _split_bindaddr_port(cls, port_str: str, default_port: int) -> tuple[str | None, int]:
+        # amqtt 0.12.1 keeps the brackets of "[::1]:1883" and hands "[::1]" to the resolver.
+        host, port = super()._split_bindaddr_port(port_str, default_port)
+        return (host.strip("[]") if host else host), port
+
+
 class EmbeddedBroker:
     """amqtt on `host:port`, anonymous off, each device confined to its own topics."""
 
@@ -167,22 +171,15 @@ class EmbeddedBroker:
                         f"{here}.DeviceTopicPlugin": {"gate": self.gate}},
         }
 
-    def _check_port(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((self.host, self.port))
-            except OSError as exc:
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    raise PortInUse(self.host, self.port) from None
-                raise
-
     async def start(self) -> None:
         """Listen; PortInUse when the port is taken."""
         # amqtt logs a traceback when its bind fails: look first, so the user gets one line.
-        self._check_port()
-        broker = Broker(self.config())
+        if not port_free(self.port, self.host):
+            raise PortInUse(self.host, self.port)
+        if logging.getLogger("transitions").level == logging.NOTSET:
+            # amqtt's state machines log every session transition at INFO
+            logging.getLogger("transitions").setLevel(logging.WARNING)
+        broker = _Broker(self.config())
         try:
             await broker.start()
         except BrokerError as exc:

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -23,9 +22,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from wulian.access import topics
+from wulian.access.mosquitto import PLATFORM_SECRET, PLATFORM_USER, BrokerUrl
+from wulian.access.mqtt_sys import SysWatcher
 from wulian.config import Settings
 from wulian.domain.message import Inbound, Outcome, Protocol
 from wulian.i18n import t
@@ -35,12 +35,10 @@ from wulian.ports import StorageUnavailable
 if TYPE_CHECKING:
     from wulian.bootstrap import Core
 
+__all__ = ["PLATFORM_SECRET", "PLATFORM_USER", "BrokerUrl", "MqttIngest", "run_worker"]
 log = logging.getLogger(__name__)
 
-PLATFORM_USER = "wulian-platform"
-PLATFORM_SECRET = "mqtt-platform.secret"
 SHARE_GROUP = "wulian"
-DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 RECEIVE_MAXIMUM = 4000
 # Long enough to outlast any outage an operator would sit through, short enough that the
 # session of a worker that was scaled away stops hoarding its share of the messages.
@@ -48,46 +46,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 ERRORS_QUEUE_MAX = 10_000  # error replies waiting for the broker; past this they are dropped
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 5.0
 _DEDUP_MAX = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """Where the platform's MQTT clients connect, and as whom."""
-
-    host: str
-    port: int
-    username: str
-    password: str
-
-    @classmethod
-    def parse(cls, url: str, *, username: str, password: str) -> BrokerUrl:
-        """`mqtt://[user:pass@]host[:port]`; the login defaults to the one given."""
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 1883
-        except ValueError:
-            port = 0
-        if parts.scheme != "mqtt" or not parts.hostname or not port:
-            raise ValueError(t("mqtt.bad_broker_url", url=url))
-        return cls(parts.hostname, port,
-                   unquote(parts.username) if parts.username else username,
-                   unquote(parts.password) if parts.password is not None else password)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BrokerUrl:
-        """The configured broker, logging in as the platform (its secret from the data dir)."""
-        if settings.embedded_broker:
-            password, _ = settings.ensure_secret(PLATFORM_SECRET)
-            return cls(settings.mqtt_host, settings.mqtt_port, PLATFORM_USER, password)
-        parts = urlsplit(settings.broker)
-        password = "" if parts.password is not None else settings.ensure_secret(
-            PLATFORM_SECRET)[0]
-        return cls.parse(settings.broker, username=PLATFORM_USER, password=password)
-
-    def safe(self) -> str:
-        """The URL without the password, for messages and logs."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"mqtt://{self.username}@{host}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -101,7 +59,7 @@ class MqttIngest:
     """Subscribes to devices' telemetry and events and feeds them to the pipeline in batches."""
 
     def __init__(self, pipeline: Pipeline, url: BrokerUrl, *, client_id: str,
-                 mqtt5: bool = True, shared: bool = False, watch_dropped: bool = False,
+                 mqtt5: bool = True, shared: bool = False, watch: SysWatcher | None = None,
                  batch_max: int = 2000, batch_ms: int = 50, lang: str | None = None,
                  receive_maximum: int = RECEIVE_MAXIMUM,
                  session_expiry_s: int = SESSION_EXPIRY_S) -> None:
@@ -115,8 +73,7 @@ class MqttIngest:
         self._mqtt5 = mqtt5
         self._filters = [f"$share/{SHARE_GROUP}/{f}" if shared else f
                          for f in topics.INGEST_FILTERS]
-        self._watch_dropped = watch_dropped
-        self._dropped_seen: int | None = None
+        self.watch = watch
         self._cond = threading.Condition()
         self._buffer: list[_Received] = []
         self._generation = 0
@@ -126,6 +83,7 @@ class MqttIngest:
         self._ready = threading.Event()
         self._stored_unacked: Counter[tuple[str, bytes]] = Counter()
         self._thread: threading.Thread | None = None
+        self._subscribe_mid: int | None = None
         protocol = MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=protocol, clean_session=None if mqtt5 else False,
@@ -137,7 +95,8 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.message_callback_add(DROPPED_TOPIC, self._on_dropped)
+        if watch is not None:
+            watch.attach(client)
         self._client = client
         self._connect_props: Properties | None = None
         if mqtt5:
@@ -164,11 +123,15 @@ class MqttIngest:
     def for_broker(cls, core: Core, index: int = 0) -> MqttIngest:
         """Ingest worker `index` of an external MQTT 5 broker (`settings.broker`)."""
         s = core.settings
+        url = BrokerUrl.from_settings(s)
+        watch = None
+        if index == 0:
+            watch = SysWatcher(url.safe(), core.store, lambda user: user != url.username)
         # Always the shared form, even for one worker: a session keeps its subscriptions,
         # and one that was plain would receive everything twice once a second worker joins.
-        return cls(core.pipeline, BrokerUrl.from_settings(s), client_id=f"wulian-ingest-{index}",
-                   mqtt5=True, shared=True, watch_dropped=index == 0,
-                   batch_max=s.batch_max, batch_ms=s.batch_ms, lang=s.lang)
+        return cls(core.pipeline, url, client_id=f"wulian-ingest-{index}", mqtt5=True,
+                   shared=True, watch=watch, batch_max=s.batch_max, batch_ms=s.batch_ms,
+                   lang=s.lang)
 
     @staticmethod
     def broker_address(settings: Settings) -> tuple[str, int]:
@@ -210,13 +173,17 @@ class MqttIngest:
         self._client.disconnect()
         self._client.loop_stop()
         self._ready.clear()
+        if self.watch is not None:
+            self.watch.close()
 
     def counters(self) -> dict[str, int]:
         """received, acked, batches, rejected, store_failures, broker_dropped, ..."""
         with self._cond:
             counters = {**self.stats, "buffered": len(self._buffer)}
-        if self._dropped_seen is not None:
-            counters["broker_dropped_total"] = self._dropped_seen
+        if self.watch is not None:
+            counters.update(self.watch.stats)
+            if self.watch.dropped_total is not None:
+                counters["broker_dropped_total"] = self.watch.dropped_total
         return counters
 
     # -- paho callbacks (network thread) ------------------------------------------------
@@ -237,16 +204,13 @@ class MqttIngest:
                 self._buffer = kept
         log.info("MQTT ingest %s connected to %s (session present: %s)", self.client_id,
                  self.url.safe(), flags.session_present)
-        if self._mqtt5:
-            client.subscribe([(f, SubscribeOptions(qos=1)) for f in self._filters])
-        else:
-            client.subscribe([(f, 1) for f in self._filters])
-        if self._watch_dropped:
-            client.subscribe(DROPPED_TOPIC, 0)
+        _, self._subscribe_mid = client.subscribe([(f, 1) for f in self._filters])
+        if self.watch is not None:
+            self.watch.subscribe(client)
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode],
                       _p: Properties | None) -> None:
-        if len(codes) != len(self._filters):
+        if mid != self._subscribe_mid:
             return  # the $SYS subscription: refused by brokers that are not Mosquitto
         if any(code.is_failure for code in codes):
             log.error(t("mqtt.subscribe_refused", filters=", ".join(self._filters)))
@@ -267,23 +231,6 @@ class MqttIngest:
             self.stats["received"] += 1
             if len(self._buffer) == 1 or len(self._buffer) >= self.batch_max:
                 self._cond.notify_all()
-
-    def _on_dropped(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            total = int(msg.payload)
-        except ValueError:
-            return
-        last, self._dropped_seen = self._dropped_seen, total
-        if last is None:
-            if total:
-                log.warning(t("mqtt.broker_dropped_before", total=total, url=self.url.safe()))
-            return
-        if total < last:
-            last = 0  # the broker restarted and counts from zero again
-        if total > last:
-            self.stats["broker_dropped"] += total - last
-            log.error(t("mqtt.broker_dropped", count=total - last, total=total,
-                        url=self.url.safe()))
 
     # -- the flush thread ---------------------------------------------------------------
     def _run(self) -> None:
