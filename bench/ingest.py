@@ -346,10 +346,9 @@ def start_platform(cmd: list[str], env: dict[str, str], work: Path, http_port: i
                        f"serve log: {log_path.read_text()[-3000:]}")
 
 
-def start_profiles(plat: Platform, out_dir: Path, kind: str,
-                   seconds: float) -> list[subprocess.Popen[bytes]]:
+def start_profiles(plat: Platform, out_dir: Path, kind: str) -> list[subprocess.Popen[bytes]]:
     """py-spy record (raw folded stacks, idle frames and threads included) of every ingest
-    worker for `seconds`; summarize_profile() reads the result."""
+    worker until SIGINT (stop_proc); summarize_profile() reads the result."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -358,9 +357,9 @@ def start_profiles(plat: Platform, out_dir: Path, kind: str,
             continue
         dest = out_dir / f"{kind}-{label.replace(' ', '-')}.folded"
         procs.append(subprocess.Popen(
-            [exe, "record", "--pid", str(proc.pid), "--duration", str(int(seconds)),
-             "--rate", "100", "--format", "raw", "--idle", "--threads", "--nonblocking",
-             "-o", str(dest)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            [exe, "record", "--pid", str(proc.pid), "--rate", "100", "--format", "raw",
+             "--idle", "--threads", "--nonblocking", "-o", str(dest)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 
 
@@ -372,38 +371,53 @@ def _frame(frame: str) -> str:
     return f"{func} ({where.rsplit('/', 1)[-1].split(':')[0].rstrip(')')})"
 
 
-def summarize_profile(path: Path, top: int = 25) -> list[str]:
-    """Per thread: share of samples; then the functions with the most inclusive time."""
-    threads: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
+# Where a worker's threads spend their wall time: the first rule that matches a frame, from
+# the innermost frame outwards, names the bucket (py-spy folded stacks, idle included).
+PROFILE_BUCKETS: tuple[tuple[str, str], ...] = (
+    ("DeviceDirectory.", "device directory (cache refresh: a SELECT per device)"),
+    ("Store.write", "store: write + commit of the batch"),
+    ("Store._write", "store: write + commit of the batch"),
+    ("decode_telemetry", "decode + validate (msgspec)"),
+    ("Pipeline.", "pipeline bookkeeping"),
+    ("MqttIngest._ack", "PUBACK (paho ack)"),
+    ("MqttIngest._next_batch", "waiting for messages / batch deadline"),
+    ("MqttIngest._process", "topic parsing, Inbound building"),
+    ("MqttIngest._on_message", "on_message callback"),
+    ("Properties.", "paho: MQTT 5 properties of each PUBLISH"),
+    ("MQTTMessage", "paho: message objects"),
+    ("_handle_on_message", "paho: callback dispatch (topic matcher)"),
+    ("_handle_publish", "paho: PUBLISH decoding"),
+    ("_packet_read", "paho: socket reads"),
+    ("loop_write", "paho: socket writes"),
+    ("Client._loop", "paho: idle in select()"),
+)
+
+
+def summarize_profile(path: Path) -> list[str]:
+    """Per thread of one ingest worker: share of wall time per bucket (PROFILE_BUCKETS)."""
+    threads: dict[str, dict[str, int]] = {}
     for line in path.read_text().splitlines():
         stack, _, n_s = line.rpartition(" ")
         if not stack or not n_s.isdigit():
             continue
-        n = int(n_s)
         frames = stack.split(";")
-        thread = frames[0]
-        threads[thread] = threads.get(thread, 0) + n
-        total += n
-        seen = set()
-        for f in frames[1:]:
-            key = f"{thread[:40]} | {_frame(f)}"
-            if key not in seen:
-                inclusive[key] = inclusive.get(key, 0) + n
-                seen.add(key)
-        leaf = f"{thread[:40]} | {_frame(frames[-1])}"
-        own[leaf] = own.get(leaf, 0) + n
-    lines = [f"{path.name}: {total} samples"]
-    lines += [f"  thread {t}: {100 * c / total:.0f}%" for t, c in
-              sorted(threads.items(), key=lambda x: -x[1])]
-    lines.append("  inclusive:")
-    lines += [f"    {100 * c / total:5.1f}%  {k}" for k, c in
-              sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
-    lines.append("  self:")
-    lines += [f"    {100 * c / total:5.1f}%  {k}" for k, c in
-              sorted(own.items(), key=lambda x: -x[1])[:top]]
+        name = frames[0].split(": ", 1)[-1]
+        if name == "MainThread" or "presence" in name:
+            continue  # the main thread only waits for SIGTERM
+        bucket = "other"
+        for frame in reversed(frames[1:]):
+            hit = next((label for key, label in PROFILE_BUCKETS if key in frame), None)
+            if hit:
+                bucket = hit
+                break
+        per = threads.setdefault(name, {})
+        per[bucket] = per.get(bucket, 0) + int(n_s)
+    lines = [f"{path.stem} (share of each thread's wall time):"]
+    for name, per in sorted(threads.items()):
+        total = sum(per.values())
+        lines.append(f"  {name}:")
+        lines += [f"    {100 * c / total:5.1f}%  {b}" for b, c in
+                  sorted(per.items(), key=lambda x: -x[1]) if 100 * c / total >= 0.5]
     return lines
 
 
@@ -411,8 +425,9 @@ def warm_up(port: int, password: str, store: Any, ids: list[str], timeout: float
     """One message per device, ts in the past (outside the measured range), via the platform
     login; returns once they are all stored, so every worker is subscribed and caching."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-warmup")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-warmup")
     c.username_pw_set(PLATFORM_USER, password)
     c.connect(HOST, port, keepalive=30)
     c.loop_start()
@@ -664,14 +679,11 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
             cpu.add(f"loadgen {i}", psutil.Process(pid))
         time.sleep(a.settle)  # let the platform digest the connect storm (presence etc.)
         log(f"{kind}: throughput phase: QoS 1, {a.seconds:.0f}s, as fast as acked")
-        profilers = (start_profiles(plat, Path(a.profile), kind, a.seconds)
-                     if a.profile else [])
-        main = run_phase(gen, a.seconds, 0.0, store, a.poll_ms / 1000, cpu,
+        profilers = start_profiles(plat, Path(a.profile), kind) if a.profile else []
+        main = run_phase(gen, a.seconds, 0.0, store, 5 * a.poll_ms / 1000, cpu,
                          drain_timeout=a.drain_timeout)
-        for prof in profilers:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                prof.wait(30)
-            stop_proc(prof, signal.SIGINT)
+        for prof in profilers:  # py-spy writes its file on SIGINT
+            stop_proc(prof, signal.SIGINT, timeout=30)
         if a.profile:
             for f in sorted(Path(a.profile).glob(f"{kind}-ingest-worker-*.folded")):
                 print("\n".join(summarize_profile(f)), flush=True)
@@ -868,7 +880,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="ingest worker processes (wulian serve --workers)")
     ap.add_argument("--devices", type=int, default=1000)
-    ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    ap.add_argument("--backend", choices=("sqlite", "postgres", "both", "none"), default="both",
+                    help="platform runs (none: the references only)")
     ap.add_argument("--skip-refs", action="store_true", help="no ceiling / strawman")
     ap.add_argument("--quick", action="store_true",
                     help="smoke: 10 s phases, 1 reference run each, no chart")
@@ -879,7 +892,9 @@ def main() -> int:
     ap.add_argument("--latency-load", type=float, default=0.5,
                     help="latency phase rate, as a fraction of the measured throughput")
     ap.add_argument("--latency-seconds", type=float, default=15)
-    ap.add_argument("--poll-ms", type=float, default=25, help="latency sampler poll interval")
+    ap.add_argument("--poll-ms", type=float, default=20,
+                    help="latency sampler poll interval in the latency phase (5x that in the "
+                         "throughput phase, where latency is queueing and polls cost CPU)")
     ap.add_argument("--settle", type=float, default=3,
                     help="seconds between the devices connecting and the first publish")
     ap.add_argument("--drain-timeout", type=float, default=300,
@@ -895,8 +910,8 @@ def main() -> int:
     ap.add_argument("--no-record", action="store_true", help="do not append to results")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     ap.add_argument("--profile", metavar="DIR",
-                    help="py-spy record every ingest worker during the throughput phase "
-                         "(folded stacks in DIR, summary printed)")
+                    help="py-spy record every ingest worker during the throughput phase and "
+                         "its drain (folded stacks in DIR, a summary printed)")
     a = ap.parse_args()
     if a.quick:
         a.seconds = min(a.seconds, 10)
@@ -912,7 +927,7 @@ def main() -> int:
         if not a.skip_refs:
             refs["ceiling"] = ceiling(Path(tmp), a.ceiling_runs, a.ceiling_msgs)
             refs["strawman"] = strawman(Path(tmp), a.strawman_runs, a.strawman_seconds)
-    kinds = ["sqlite", "postgres"] if a.backend == "both" else [a.backend]
+    kinds = {"both": ["sqlite", "postgres"], "none": []}.get(a.backend, [a.backend])
     fleet = Fleet(password=secrets.token_urlsafe(24))
     failed = False
     for kind in kinds:

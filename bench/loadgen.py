@@ -57,7 +57,6 @@ import queue
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -180,7 +179,7 @@ class GenResult:
 
     @property
     def cpu_s(self) -> float:
-        return sum(p["cpu_s"] for p in self.procs)
+        return float(sum(p["cpu_s"] for p in self.procs))
 
     def offered_per_s(self) -> float:
         span = self.t_last_pub - self.t_first_pub
@@ -220,9 +219,10 @@ class _Conn(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        tr: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's: no subclass
+        self.transport = tr
         user = self.device_id if self.secret is not None else None
-        transport.write(connect_packet(self.device_id, user, self.secret,
+        tr.write(connect_packet(self.device_id, user, self.secret,
                                        self.gen.cfg.keepalive))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -424,7 +424,7 @@ async def _phase(gen: _Gen, conns: list[_Conn], t_start: float, seconds: float, 
         # `rate` is this process's share (LoadGen splits it); each device gets an equal
         # part, with a random phase so that the devices do not all fire on one tick.
         per_conn = rate / max(1, len(live))
-        offset = {c.device_id: random.random() - c.published for c in live}
+        jitter = {c.device_id: random.random() for c in live}
         next_flush = t0 + 0.1
         while True:
             now = time.monotonic()
@@ -432,7 +432,8 @@ async def _phase(gen: _Gen, conns: list[_Conn], t_start: float, seconds: float, 
                 break
             due_total = per_conn * (now - t0)
             for c in live:
-                due = int(due_total + offset[c.device_id]) - c.published
+                sent = c.published - base[c.device_id][0]
+                due = int(due_total + jitter[c.device_id]) - sent
                 if due > 0:
                     gen.send(c, min(due, cfg.window - len(c.inflight)))
             if now >= next_flush:
@@ -672,12 +673,13 @@ def selftest(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             gen.close()
         b1 = sum(bp.cpu_times()[:2])
-        s1 = sum(psutil.Process(sub.pid).cpu_times()[:2]) if sub else 0.0
         span = res.t_last_ack - res.t_first_pub
+        s1 = 0.0
         if sub:  # let the subscriber catch up (bounded), then count
             end = time.monotonic() + a.drain_timeout
             while got[0] < res.acked and time.monotonic() < end:
                 time.sleep(0.05)
+            s1 = sum(psutil.Process(sub.pid).cpu_times()[:2])
         out = {
             "devices": a.devices, "procs": gen.nprocs, "window": a.window, "refill": a.refill,
             "rate": a.rate, "seconds": a.seconds, "connect_s": round(conn_s, 2),
@@ -691,8 +693,9 @@ def selftest(a: argparse.Namespace) -> dict[str, Any]:
         }
         if sub:
             out["c_sub_received"] = got[0]
-            out["c_sub_cpu_pct"] = round(100 * (s1 - s0) / span, 1)
-            out["c_sub_per_s"] = round(got[0] / max(1e-9, last_rx[0] - res.t_first_pub))
+            sub_span = max(1e-9, last_rx[0] - res.t_first_pub)
+            out["c_sub_cpu_pct"] = round(100 * (s1 - s0) / sub_span, 1)
+            out["c_sub_per_s"] = round(got[0] / sub_span)
         return out
     finally:
         _stop(sub)
@@ -742,4 +745,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.fixtures.mosquitto import DeviceClient, MosquittoBroker, MqttPlatform, wait_until
+from tests.fixtures.mosquitto import DeviceClient, MqttPlatform, wait_until
 from wulian.access.mqtt_ingest import run_worker
 from wulian.bootstrap import Core, broker_admin
 from wulian.config import Settings
@@ -102,23 +102,26 @@ def test_storage_outage_acks_nothing_and_loses_nothing(make_mqtt_platform: Make,
 
 
 def test_two_worker_processes_share_the_load(make_mqtt_platform: Make) -> None:
-    p = make_mqtt_platform("mosquitto")
-    p.stop_ingest()  # the workers take over worker 0's session and add worker 1
+    p = make_mqtt_platform("mosquitto", ingest_workers=2)
+    # Worker 0's session so far held a plain subscription (one worker): now it shares,
+    # and must not receive everything a second time through the old one.
+    p.stop_ingest()
     dev = p.connect("shared-1", p.provision("shared-1"))
     ctx = mp.get_context("spawn")
     settings_json = p.core.settings.model_dump_json()
-    workers = [ctx.Process(target=run_worker, args=(settings_json, i), daemon=True)
+    ready = [ctx.Event() for _ in range(2)]
+    workers = [ctx.Process(target=run_worker, args=(settings_json, i, ready[i]), daemon=True)
                for i in range(2)]
     for w in workers:
         w.start()
     try:
-        assert p.mosquitto is not None
-        mosq = p.mosquitto
-        wait_until(lambda: mosq.log().count("as wulian-ingest-") >= 3, 30, "both workers")
+        assert all(r.wait(30) for r in ready), "a worker did not subscribe"
         start = now_ms() - 60_000
         publish_many(dev, 1000, start)
         wait_until(lambda: len(p.points("shared-1")) == 1000, 30, "1000 points")
         assert p.store.counters()["messages_accepted"] == 1000  # each stored exactly once
+        time.sleep(0.3)
+        assert p.store.counters()["messages_accepted"] == 1000
     finally:
         for w in workers:
             if w.pid is not None and w.is_alive():
@@ -128,36 +131,19 @@ def test_two_worker_processes_share_the_load(make_mqtt_platform: Make) -> None:
     assert [w.exitcode for w in workers] == [0, 0]
 
 
-def _platform_client(broker: MosquittoBroker) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-commander",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.username_pw_set(broker.admin_user, broker.admin_password)
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    return client
-
-
 def test_messages_the_broker_drops_are_counted_and_reported(
         make_mqtt_platform: Make, caplog: pytest.LogCaptureFixture) -> None:
     p = make_mqtt_platform("mosquitto", broker_options={"max_queued_bytes": 2000})
-    ingest, mosquitto = p.ingest, p.mosquitto
-    assert ingest is not None and mosquitto is not None
+    ingest = p.ingest
+    assert ingest is not None
     wait_until(lambda: "broker_dropped_total" in ingest.counters(), what="the $SYS baseline")
     # A device with a persistent session goes away; its commands pile up past the limit.
-    secret = p.provision("sleepy-1")
-    sleepy = p.connect("sleepy-1", secret, clean=False)
-    assert sleepy.subscribe("devices/sleepy-1/commands/#")
-    sleepy.close()
-    p.devices.remove(sleepy)
-    commander = _platform_client(mosquitto)
-    try:
-        body: dict[str, Any] = {"name": "reboot", "params": {"pad": "x" * 200}}
-        for n in range(50):
-            commander.publish(f"devices/sleepy-1/commands/c{n}", orjson.dumps(body),
-                              qos=1).wait_for_publish(10)
-    finally:
-        commander.disconnect()
-        commander.loop_stop()
+    p.park("sleepy-1", p.provision("sleepy-1"), "devices/sleepy-1/commands/#")
+    commander = p.connect_platform()
+    body: dict[str, Any] = {"name": "reboot", "params": {"pad": "x" * 200}}
+    for n in range(50):
+        commander.publish(f"devices/sleepy-1/commands/c{n}", orjson.dumps(body),
+                          qos=1).wait_for_publish(10)
     wait_until(lambda: ingest.counters().get("broker_dropped", 0) > 0, 15, "drops reported")
     assert any("dropped" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
 
@@ -194,3 +180,19 @@ def test_a_batch_stored_after_its_connection_ended_is_not_stored_twice(
     assert counters["duplicates_skipped"] == counters["ack_lost"]
     assert [ts for ts, _ in p.points("dup-1")] == list(range(start, start + 50))
     assert p.store.counters()["messages_accepted"] == 50
+
+
+def test_messages_published_after_a_broker_restart_wait_for_the_consumer(
+        make_mqtt_platform: Make) -> None:
+    p = make_mqtt_platform("mosquitto")
+    secret = p.provision("rst-1")
+    p.stop_ingest()
+    mosq = p.mosquitto
+    assert mosq is not None
+    mosq.stop()  # Mosquitto saves its sessions (persistence) and comes back with them
+    mosq.start()
+    dev = p.connect("rst-1", secret)
+    start = now_ms() - 60_000
+    publish_many(dev, 100, start)
+    p.start_ingest()
+    wait_until(lambda: len(p.points("rst-1")) == 100, 15, "100 points")

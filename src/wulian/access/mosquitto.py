@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import logging
 import os
+import pwd
 import secrets
 import threading
 from collections.abc import Sequence
@@ -206,7 +207,20 @@ def write_broker_files(directory: Path, port: int, admin_user: str, admin_passwo
         init_dynsec(dynsec, admin_user, admin_password)
     conf = directory / "mosquitto.conf"
     conf.write_text(render_config(port, data, dynsec_file=dynsec, **options))
+    if os.geteuid() == 0 and options.get("user") in (None, "mosquitto"):
+        # Started as root, Mosquitto becomes `mosquitto` before it reads the dynsec file
+        # and writes its data: they must be that user's, or it runs without any logins.
+        _give_to("mosquitto", directory, data, dynsec)
     return conf
+
+
+def _give_to(user: str, *paths: Path) -> None:
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return  # no such user: Mosquitto falls back to `nobody` and says so in its log
+    for path in paths:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 class DynSecAdmin:
@@ -218,6 +232,7 @@ class DynSecAdmin:
         self._lock = threading.Lock()  # one connect at a time; requests run concurrently
         self._cond = threading.Condition()
         self._responses: dict[str, dict[str, Any]] = {}
+        self._pending: set[str] = set()  # answers still awaited (a late one is dropped)
         self._ids = itertools.count(1)
         self._client: mqtt.Client | None = None
         self._ready = False  # connected and subscribed to the responses
@@ -263,18 +278,24 @@ class DynSecAdmin:
         ids = [f"wulian-{next(self._ids)}" for _ in commands]
         body = {"commands": [{**c, "correlationData": cid} for c, cid in zip(commands, ids,
                                                                              strict=True)]}
-        info = client.publish(CONTROL_TOPIC, orjson.dumps(body), qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise BrokerAdminError(t("mqtt.broker_unreachable", url=self.url.safe(),
-                                     detail=mqtt.error_string(info.rc)))
         with self._cond:
-            if not self._cond.wait_for(lambda: all(i in self._responses for i in ids),
-                                       self.timeout_s):
+            self._pending.update(ids)
+        try:
+            info = client.publish(CONTROL_TOPIC, orjson.dumps(body), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise BrokerAdminError(t("mqtt.broker_unreachable", url=self.url.safe(),
+                                         detail=mqtt.error_string(info.rc)))
+            with self._cond:
+                if not self._cond.wait_for(lambda: all(i in self._responses for i in ids),
+                                           self.timeout_s):
+                    raise BrokerAdminError(t("mqtt.dynsec_timeout", url=self.url.safe(),
+                                             timeout=self.timeout_s))
+                answers = [self._responses[cid] for cid in ids]
+        finally:
+            with self._cond:
+                self._pending.difference_update(ids)
                 for cid in ids:
                     self._responses.pop(cid, None)
-                raise BrokerAdminError(t("mqtt.dynsec_timeout", url=self.url.safe(),
-                                         timeout=self.timeout_s))
-            answers = [self._responses.pop(cid) for cid in ids]
         for answer in answers:
             error = str(answer.get("error", ""))
             if error and not any(b in error.lower() for b in _BENIGN):
@@ -337,7 +358,7 @@ class DynSecAdmin:
         with self._cond:
             for answer in responses:
                 cid = answer.get("correlationData") if isinstance(answer, dict) else None
-                if isinstance(cid, str):
+                if isinstance(cid, str) and cid in self._pending:
                     self._responses[cid] = answer
             self._cond.notify_all()
 

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import hmac
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import BrokerError
-from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
 from wulian.access import topics
@@ -44,7 +45,7 @@ class PortInUse(RuntimeError):
 
 
 class Gatekeeper:
-    """Who may connect and which topics each may use; shared by the two amqtt plugins."""
+    """Who may connect (the auth plugin asks) and which topics each may use (the broker)."""
 
     def __init__(self, core: Core, platform_password: str) -> None:
         self.core = core
@@ -61,7 +62,10 @@ class Gatekeeper:
             self.refused += 1
             return False
         if user == PLATFORM_USER:
-            return hmac.compare_digest(password.encode(), self._platform_password.encode())
+            if hmac.compare_digest(password.encode(), self._platform_password.encode()):
+                return True
+            self.refused += 1
+            return False
         # The client id is pinned to the device id, as Mosquitto's dynsec does it: no device
         # may take over (and so end) another device's or the platform's session.
         if session.client_id != user:
@@ -128,21 +132,47 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         self.config.gate.record(client_session, False)
 
 
-class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
-    """amqtt topic plugin: publish, subscribe and receive only under `devices/{id}/`."""
+class _Subscriptions(dict[str, list[tuple[Session, int]]]):
+    """amqtt's subscription table, iterated over a snapshot of its filters.
 
-    @dataclass
-    class Config:
-        gate: Any = None
+    amqtt 0.12.1 walks the table with awaits inside the loop (retained messages on
+    connect); a SUBSCRIBE in between ended that walk with "dictionary changed size".
+    """
 
-    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
-                              action: Action | None = None) -> bool:
-        allowed: bool = self.config.gate.allowed(session, topic)
-        return allowed
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
 
 
 class _Broker(Broker):  # type: ignore[misc]
-    """amqtt's Broker, able to bind an IPv6 address."""
+    """amqtt's Broker with our topic rule built in, and able to bind an IPv6 address."""
+
+    def __init__(self, config: dict[str, Any], gate: Gatekeeper) -> None:
+        super().__init__(config)
+        self._gate = gate
+        self._subscriptions = _Subscriptions()
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        # Decided here rather than in a topic plugin: amqtt runs plugins as one task per
+        # check, i.e. per message and subscriber, and the await that costs let a SUBSCRIBE
+        # change the subscription table amqtt was iterating to deliver that message. The
+        # delivery then died ("dictionary changed size during iteration") and the message
+        # was lost for every subscriber after that point. This check never awaits.
+        return self._gate.allowed(session, topic)
+
+    async def retain_message(self, source_session: Session | None, topic_name: str | None,
+                             data: bytes | bytearray | None, qos: int | None = None) -> None:
+        # A retained reading would reach the platform again on every resubscribe, stored
+        # anew each time; devices' retain flags are ignored (Mosquitto: the consumer asks
+        # for no retained messages instead, which MQTT 3.1.1 cannot ask).
+        if source_session is None or source_session.username == PLATFORM_USER:
+            await super().retain_message(source_session, topic_name, data, qos)
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                          session: Session) -> None:
+        # On a reconnect amqtt 0.12.1 replays retained messages for *every* session's
+        # filters, not only this one's: another device's retained commands would leak.
+        if self._gate.allowed(session, subscription[0]):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
 
     @classmethod
     def _split_bindaddr_port(cls, port_str: str, default_port: int) -> tuple[str | None, int]:
@@ -160,15 +190,14 @@ class EmbeddedBroker:
         self._broker: Broker | None = None
 
     def config(self) -> dict[str, Any]:
-        """The amqtt configuration (only our two plugins: no anonymous, no $SYS)."""
+        """The amqtt configuration (only our auth plugin: no anonymous, no $SYS)."""
         bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         here = __name__
         return {
             "listeners": {"default": {"type": "tcp", "bind": bind, "max_connections": 0}},
             "timeout_disconnect_delay": 0,
             "session_expiry_interval": SESSION_EXPIRY_S,
-            "plugins": {f"{here}.DeviceAuthPlugin": {"gate": self.gate},
-                        f"{here}.DeviceTopicPlugin": {"gate": self.gate}},
+            "plugins": {f"{here}.DeviceAuthPlugin": {"gate": self.gate}},
         }
 
     async def start(self) -> None:
@@ -179,7 +208,7 @@ class EmbeddedBroker:
         if logging.getLogger("transitions").level == logging.NOTSET:
             # amqtt's state machines log every session transition at INFO
             logging.getLogger("transitions").setLevel(logging.WARNING)
-        broker = _Broker(self.config())
+        broker = _Broker(self.config(), self.gate)
         try:
             await broker.start()
         except BrokerError as exc:
@@ -188,8 +217,7 @@ class EmbeddedBroker:
                 raise PortInUse(self.host, self.port) from None
             raise
         self._broker = broker
-        log.info("embedded MQTT broker listening on %s", self.config()["listeners"]["default"]
-                 ["bind"])
+        log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
         """Close every session and the listener."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import signal
 import threading
 from collections import Counter
@@ -22,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from wulian.access import topics
 from wulian.access.mosquitto import PLATFORM_SECRET, PLATFORM_USER, BrokerUrl
@@ -35,7 +37,8 @@ from wulian.ports import StorageUnavailable
 if TYPE_CHECKING:
     from wulian.bootstrap import Core
 
-__all__ = ["PLATFORM_SECRET", "PLATFORM_USER", "BrokerUrl", "MqttIngest", "run_worker"]
+__all__ = ["PLATFORM_SECRET", "PLATFORM_USER", "BrokerUrl", "MqttIngest", "run_worker",
+           "worker_count"]
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "wulian"
@@ -71,8 +74,9 @@ class MqttIngest:
         self.lang = lang
         self.stats: Counter[str] = Counter()
         self._mqtt5 = mqtt5
-        self._filters = [f"$share/{SHARE_GROUP}/{f}" if shared else f
-                         for f in topics.INGEST_FILTERS]
+        plain = list(topics.INGEST_FILTERS)
+        group = [f"$share/{SHARE_GROUP}/{f}" for f in plain]
+        self._filters, self._other_filters = (group, plain) if shared else (plain, group)
         self.watch = watch
         self._cond = threading.Condition()
         self._buffer: list[_Received] = []
@@ -120,17 +124,19 @@ class MqttIngest:
                    mqtt5=False, batch_max=s.batch_max, batch_ms=s.batch_ms, lang=s.lang)
 
     @classmethod
-    def for_broker(cls, core: Core, index: int = 0) -> MqttIngest:
-        """Ingest worker `index` of an external MQTT 5 broker (`settings.broker`)."""
+    def for_broker(cls, core: Core, index: int = 0, workers: int | None = None) -> MqttIngest:
+        """Ingest worker `index` of `workers` (default: worker_count) on an external broker."""
         s = core.settings
         url = BrokerUrl.from_settings(s)
         watch = None
         if index == 0:
             watch = SysWatcher(url.safe(), core.store, lambda user: user != url.username)
-        # Always the shared form, even for one worker: a session keeps its subscriptions,
-        # and one that was plain would receive everything twice once a second worker joins.
+        # Shared only when there are several: Mosquitto 2.0.11 does not restore a shared
+        # subscription from its persistence file, so after a broker restart messages find no
+        # session until the workers are back; a plain subscription is restored and keeps them.
+        shared = (workers or worker_count(s)) > 1
         return cls(core.pipeline, url, client_id=f"wulian-ingest-{index}", mqtt5=True,
-                   shared=True, watch=watch, batch_max=s.batch_max, batch_ms=s.batch_ms,
+                   shared=shared, watch=watch, batch_max=s.batch_max, batch_ms=s.batch_ms,
                    lang=s.lang)
 
     @staticmethod
@@ -204,7 +210,15 @@ class MqttIngest:
                 self._buffer = kept
         log.info("MQTT ingest %s connected to %s (session present: %s)", self.client_id,
                  self.url.safe(), flags.session_present)
-        _, self._subscribe_mid = client.subscribe([(f, 1) for f in self._filters])
+        if self._mqtt5:  # no retained messages on (re)subscribing: each would be stored again
+            keep = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            _, self._subscribe_mid = client.subscribe([(f, keep) for f in self._filters])
+        else:
+            _, self._subscribe_mid = client.subscribe([(f, 1) for f in self._filters])
+        if flags.session_present and self._mqtt5:
+            # The worker count changed since this session subscribed: with both forms it
+            # would receive messages twice. (After subscribing: no gap where none holds.)
+            client.unsubscribe(self._other_filters)
         if self.watch is not None:
             self.watch.subscribe(client)
 
@@ -353,21 +367,37 @@ class MqttIngest:
             self.stats["errors_dropped"] += 1
 
 
-def run_worker(settings_json: str, index: int) -> None:
-    """Entry point of one ingest process (multiprocessing, spawn): consume until SIGTERM."""
+def worker_count(settings: Settings) -> int:
+    """How many ingest processes serve an external broker: configured, else one per core."""
+    return settings.ingest_workers or max(1, os.cpu_count() or 1)
+
+
+def run_worker(settings_json: str, index: int, ready: Any = None,
+               workers: int | None = None) -> None:
+    """Entry point of one ingest process (multiprocessing, spawn): consume until SIGTERM.
+
+    `ready`, a multiprocessing Event, is set once the worker's subscriptions stand: on a
+    broker's first start, messages published before that have no session to wait in.
+    `workers` must be the number started (default: worker_count): with one, a worker
+    subscribes plainly; with several, shared. Got wrong, every message arrives twice.
+    """
     from wulian.bootstrap import build_core
 
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO,
+        logging.basicConfig(level=logging.WARNING,
                             format=f"%(asctime)s ingest-{index} %(levelname)s %(message)s")
+        logging.getLogger("wulian").setLevel(logging.INFO)
     settings = Settings.model_validate_json(settings_json)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     core = build_core(settings, provision_broker=False)
-    ingest = MqttIngest.for_broker(core, index)
+    ingest = MqttIngest.for_broker(core, index, workers)
     try:
         ingest.start()
+        while ready is not None and not ready.is_set() and not stop.is_set():
+            if ingest.wait_ready(0.1):
+                ready.set()
         while not stop.wait(1.0):
             pass
     finally:
