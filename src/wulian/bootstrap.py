@@ -21,6 +21,9 @@ class Core:
     registry: Registry
 
     def close(self) -> None:
+        close_broker = getattr(self.registry.broker, "close", None)
+        if close_broker is not None:
+            close_broker()
         self.store.close()
 
 

@@ -81,7 +81,13 @@ class Registry:
                         location=parse_location(location), created_ms=now_ms())
         self.store.add_device(device)  # Conflict when the id is taken
         self.directory.forget(device_id)
-        self.broker.provision(device_id, secret)
+        try:
+            self.broker.provision(device_id, secret)
+        except Exception:
+            # A device the broker would refuse must not look registered: undo, then report.
+            self.store.delete_device(device_id)
+            self.directory.forget(device_id)
+            raise
         return NewDevice(device, secret)
 
     def rotate_secret(self, device_id: str) -> NewDevice:

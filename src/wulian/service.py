@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import multiprocessing as mp
-import os
 import signal
 import socket
 import threading
@@ -27,7 +26,7 @@ from wulian.config import Settings
 from wulian.i18n import t
 
 log = logging.getLogger(__name__)
-PLATFORM_USER = "wulian-platform"
+WORKER_START_S = 30.0
 
 
 class PortInUse(RuntimeError):
@@ -70,12 +69,6 @@ def admin_token(settings: Settings) -> tuple[str, bool]:
     return settings.ensure_secret("admin.token")
 
 
-def _worker_count(settings: Settings) -> int:
-    if settings.embedded_broker:
-        return 1  # amqtt speaks MQTT 3.1.1 only: no shared subscriptions
-    return settings.ingest_workers or max(1, os.cpu_count() or 1)
-
-
 def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None,
           stop: threading.Event | None = None) -> None:
     """Run the platform until SIGINT/SIGTERM or until `stop` is set."""
@@ -91,7 +84,7 @@ def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None
 
 async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                  stop: threading.Event | None) -> None:
-    from wulian.access.mqtt_ingest import MqttIngest, run_worker
+    from wulian.access.mqtt_ingest import MqttIngest, run_worker, worker_count
     from wulian.api.app import create_app
 
     settings = core.settings
@@ -114,11 +107,21 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
     else:
         ctx = mp.get_context("spawn")
-        for index in range(_worker_count(settings)):
-            proc = ctx.Process(target=run_worker, args=(settings.model_dump_json(), index),
+        count = worker_count(settings)
+        subscribed = []
+        for index in range(count):
+            ready_event = ctx.Event()
+            proc = ctx.Process(target=run_worker,
+                               args=(settings.model_dump_json(), index, ready_event, count),
                                name=f"wulian-ingest-{index}", daemon=True)
             proc.start()
             workers.append(proc)
+            subscribed.append(ready_event)
+        # Ready means subscribed: on a broker's first start, a message published before the
+        # workers' sessions exist has nowhere to wait.
+        for index, event in enumerate(subscribed):
+            if not await asyncio.to_thread(event.wait, WORKER_START_S):
+                log.warning(t("service.worker_slow", index=index, seconds=WORKER_START_S))
         mqtt_host, mqtt_port = MqttIngest.broker_address(settings)
 
     app = create_app(core, admin_token=token)

@@ -384,6 +384,18 @@ def test_device_status_and_online_count(meter: Store) -> None:
     assert meter.online_count(BASE + 21) == 0
 
 
+
+def test_messages_without_an_address_keep_the_one_the_connect_gave(meter: Store) -> None:
+    meter.set_connected("m1", True, ts_ms=BASE, protocol="mqtt", remote="[2001:db8::1]:51000")
+    meter.write(batch([], seen={"m1": SeenRecord(BASE + 5, "mqtt", None)}))
+    st = meter.device_status("m1")
+    assert st is not None and st.last_seen_ms == BASE + 5
+    assert (st.remote, st.ip_version) == ("[2001:db8::1]:51000", 6)
+    # Another protocol without an address: the MQTT address no longer describes it.
+    meter.write(batch([], seen={"m1": SeenRecord(BASE + 6, "http", None)}))
+    st = meter.device_status("m1")
+    assert st is not None and (st.protocol, st.remote, st.ip_version) == ("http", None, None)
+
 def test_delete_device_cascades_but_keeps_dead_letters(meter: Store, url: str) -> None:
     meter.write(batch([("m1", "temperature", BASE, 1.0), ("m2", "temperature", BASE, 2.0)],
                       events=[EventRecord("m1", "fault", "major", BASE, {})],

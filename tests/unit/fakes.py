@@ -69,6 +69,13 @@ class FakeStore:
         self.devices[device_id] = device
         return device
 
+    def set_secret_hash(self, device_id: str, secret_hash: str) -> Device:
+        device = self.devices.get(device_id)
+        if device is None:
+            raise NotFound(device_id)
+        self.devices[device_id] = dataclasses.replace(device, secret_hash=secret_hash)
+        return self.devices[device_id]
+
     def delete_device(self, device_id: str) -> bool:
         return self.devices.pop(device_id, None) is not None
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TICK_S = 5.0
+DRAIN_S = 10.0
 MIN_DEVICES = 1
 
 
@@ -124,8 +125,15 @@ class DemoRun:
         self.fleet_stop.set()
         runner.join(30)
         stats = fleet.stats()
+        # The last readings may still be in the consumer's current batch: let them land
+        # (bounded) so the totals printed are the final ones.
+        deadline = time.monotonic() + DRAIN_S
         counters = store.counters()
-        console.print(t("cli.demo.summary", sent=stats.sent, acked=stats.acked,
+        while _handled(counters) < stats.acked and time.monotonic() < deadline:
+            time.sleep(0.1)
+            counters = store.counters()
+        console.print(t("cli.demo.summary", sent=stats.sent + stats.events_sent,
+                        acked=stats.acked,
                         errors=stats.errors_received,
                         accepted=counters.get("messages_accepted", 0),
                         rejected=counters.get("messages_rejected", 0),

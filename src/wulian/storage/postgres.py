@@ -61,7 +61,13 @@ _UPSERT_SEEN = (
     "FROM unnest(%b::text[], %b::int8[], %b::text[], %b::text[], %b::int4[]) "
     f"AS k(d, t, p, r, v) WHERE {_KNOWN} "
     "ON CONFLICT (device_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms, "
-    "protocol = EXCLUDED.protocol, remote = EXCLUDED.remote, ip_version = EXCLUDED.ip_version "
+    "protocol = EXCLUDED.protocol, "
+    # MQTT messages do not carry the address (the connect notice did): keep the one known
+    # for the same protocol instead of blanking it on every message.
+    "remote = CASE WHEN EXCLUDED.remote IS NOT NULL THEN EXCLUDED.remote "
+    "WHEN EXCLUDED.protocol = device_status.protocol THEN device_status.remote END, "
+    "ip_version = CASE WHEN EXCLUDED.remote IS NOT NULL THEN EXCLUDED.ip_version "
+    "WHEN EXCLUDED.protocol = device_status.protocol THEN device_status.ip_version END "
     "WHERE device_status.last_seen_ms IS NULL "
     "OR EXCLUDED.last_seen_ms >= device_status.last_seen_ms")
 _BUMP = ("INSERT INTO counters (name, value) SELECT * FROM unnest(%b::text[], %b::int8[]) "

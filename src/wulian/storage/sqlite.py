@@ -46,7 +46,12 @@ _UPSERT_SEEN = (
     "INSERT INTO device_status (device_id, connected, last_seen_ms, protocol, remote, "
     f"ip_version) SELECT ?, 0, ?, ?, ?, ? {_KNOWN} ON CONFLICT (device_id) DO UPDATE SET "
     "last_seen_ms = excluded.last_seen_ms, protocol = excluded.protocol, "
-    "remote = excluded.remote, ip_version = excluded.ip_version "
+    # MQTT messages do not carry the address (the connect notice did): keep the one known
+    # for the same protocol instead of blanking it on every message.
+    "remote = CASE WHEN excluded.remote IS NOT NULL THEN excluded.remote "
+    "WHEN excluded.protocol = device_status.protocol THEN device_status.remote END, "
+    "ip_version = CASE WHEN excluded.remote IS NOT NULL THEN excluded.ip_version "
+    "WHEN excluded.protocol = device_status.protocol THEN device_status.ip_version END "
     "WHERE device_status.last_seen_ms IS NULL "
     "OR excluded.last_seen_ms >= device_status.last_seen_ms")
 _BUMP = ("INSERT INTO counters (name, value) VALUES (?, ?) "
