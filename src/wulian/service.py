@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import multiprocessing as mp
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import uvicorn
 from wulian.bootstrap import Core, build_core
 from wulian.config import Settings
 from wulian.i18n import t
+from wulian.netutil import port_free
 
 log = logging.getLogger(__name__)
 WORKER_START_S = 30.0
@@ -51,15 +50,8 @@ class Ready:
 
 def check_port(host: str, port: int, what: str) -> None:
     """Raise PortInUse when `host:port` cannot be bound (say so before any half-start)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise PortInUse(what, host, port) from None
-            raise
+    if not port_free(port, host):
+        raise PortInUse(what, host, port)
 
 
 def admin_token(settings: Settings) -> tuple[str, bool]:
