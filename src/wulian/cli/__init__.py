@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @cache
 def build_app() -> typer.Typer:
     """The typer application, with help texts in the language now in force."""
-    from wulian.cli import data, demo, devices, products, server
+    from wulian.cli import data, demo, devices, products, scenarios, server
     from wulian.cli._common import Globals, fail
 
     def root_callback(
@@ -52,6 +52,7 @@ def build_app() -> typer.Typer:
     demo.register(root)
     root.add_typer(products.app, name="product")
     root.add_typer(devices.app, name="device")
+    root.add_typer(scenarios.app, name="scenario")
     data.register(root)
     return root
 

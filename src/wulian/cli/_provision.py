@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from wulian.bootstrap import Core
+from wulian.scenarios import PACKAGES, Scenario
 from wulian.sim import PRODUCTS, FleetDevice, Product
 from wulian.sim import signals as sig
 
@@ -32,10 +33,13 @@ class PlannedDevice:
     site: str
     lat: float
     lon: float
+    city: str = CITY
+    extra_tags: tuple[tuple[str, str], ...] = ()  # the scenario's and its product's
 
     @property
     def tags(self) -> dict[str, str]:
-        return {"site": self.site, "city": CITY, "source": "wulian-demo"}
+        return {"site": self.site, "city": self.city, "source": "wulian-demo",
+                **dict(self.extra_tags)}
 
 
 def plan(count: int) -> list[PlannedDevice]:
@@ -49,6 +53,25 @@ def plan(count: int) -> list[PlannedDevice]:
             id=f"{product.id_prefix}-{number:03d}", product=product, index=k, site=site,
             lat=round(lat + sig.spread(k, "lat", -0.02, 0.02), 5),
             lon=round(lon + sig.spread(k, "lon", -0.025, 0.025), 5)))
+    return devices
+
+
+def plan_scenarios(selected: Sequence[Scenario], total: int | None = None) -> \
+        list[PlannedDevice]:
+    """The scenarios' products, as many of each as its hint (scaled to about `total`)."""
+    hinted = sum(sp.devices for s in selected for sp in s.products)
+    scale = total / hinted if total else 1.0
+    devices: list[PlannedDevice] = []
+    for s in selected:
+        for p, sp in enumerate(s.products):
+            for number in range(1, max(1, round(sp.devices * scale)) + 1):
+                # A device behaves and stands the same whichever scenarios run with it.
+                k = (PACKAGES.index(s.id) * 10 + p) * 1000 + number
+                lat, lon = s.area.locate(number, sp.id)
+                devices.append(PlannedDevice(
+                    id=f"{sp.product.id_prefix}-{number:03d}", product=sp.product, index=k,
+                    site=s.area.district, lat=lat, lon=lon, city=s.area.city,
+                    extra_tags=(*s.tags, *sp.tags)))
     return devices
 
 
@@ -98,7 +121,7 @@ def _ensure(core: Core, planned: PlannedDevice,
 def provision(core: Core, data_dir: Path, devices: list[PlannedDevice],
               progress: Callable[[int], None] | None = None) -> tuple[list[FleetDevice], int]:
     """Register the products and devices that are missing; (fleet, devices created now)."""
-    for product in PRODUCTS:
+    for product in {p.product.id: p.product for p in devices}.values():
         if core.store.get_product(product.id) != product.model:
             core.registry.import_product(product.doc)
     path = data_dir / SECRETS_FILE

@@ -14,11 +14,12 @@ from rich.panel import Panel
 from rich.progress import Progress
 
 from wulian.cli._common import CliError, Globals, console, guarded, settings_for
-from wulian.cli._provision import SECRETS_FILE, plan, provision
+from wulian.cli._provision import SECRETS_FILE, plan, plan_scenarios, provision
 from wulian.cli.server import run_service, token_lines
 from wulian.config import Settings
 from wulian.i18n import t
 from wulian.netutil import pick_port
+from wulian.scenarios import REGISTRY, Scenario
 from wulian.sim import Fleet, FleetDevice
 
 if TYPE_CHECKING:
@@ -28,15 +29,18 @@ log = logging.getLogger(__name__)
 TICK_S = 5.0
 DRAIN_S = 10.0
 MIN_DEVICES = 1
+DEFAULT_DEVICES = 120
 
 
 class DemoRun:
     """What happens once the platform listens: provision, start the fleet, report."""
 
-    def __init__(self, settings: Settings, devices: int, rate: float, bad_rate: float,
-                 seconds: float, stop: threading.Event) -> None:
+    def __init__(self, settings: Settings, devices: int | None, rate: float, bad_rate: float,
+                 seconds: float, stop: threading.Event,
+                 scenarios: tuple[Scenario, ...] = ()) -> None:
         self.settings = settings
         self.devices = devices
+        self.scenarios = scenarios
         self.rate = rate
         self.bad_rate = bad_rate
         self.seconds = seconds
@@ -65,7 +69,8 @@ class DemoRun:
             self.stop.set()
 
     def _provision(self, ready: Ready) -> list[FleetDevice]:
-        planned = plan(self.devices)
+        planned = (plan_scenarios(self.scenarios, self.devices) if self.scenarios
+                   else plan(self.devices or DEFAULT_DEVICES))
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(t("cli.demo.provisioning", n=len(planned)), total=len(planned))
             fleet, created = provision(ready.core, self.settings.data_dir, planned,
@@ -79,6 +84,8 @@ class DemoRun:
         token_file = escape(str(s.secret_file("admin.token").resolve()))
         bearer = "$WULIAN_ADMIN_TOKEN" if s.admin_token else f"$(cat {token_file})"
         example = fleet[0].id
+        props = fleet[0].product.model.properties
+        example_property = next((f.id for f in props if f.type in ("int", "float")), props[0].id)
         data_dir = escape(str(s.data_dir))
         lines = [
             f"{t('cli.ready.api')}: {ready.http_url}/api/v1",
@@ -93,7 +100,7 @@ class DemoRun:
             f'  curl -s -H "Authorization: Bearer {bearer}" '
             f"{ready.http_url}/api/v1/devices/{example}/latest",
             t("cli.demo.try_query"),
-            f"  wulian --data-dir {data_dir} query {example} temperature --since 10m",
+            f"  wulian --data-dir {data_dir} query {example} {example_property} --since 10m",
             f"  wulian --data-dir {data_dir} rejections --limit 10",
             "",
             t("cli.demo.stop_hint") if not self.seconds else
@@ -158,8 +165,21 @@ def _handled(counters: dict[str, int]) -> int:
     return counters.get("messages_accepted", 0) + counters.get("messages_rejected", 0)
 
 
+def _chosen(name: str | None) -> tuple[Scenario, ...]:
+    if name is None:
+        return ()
+    if name == "all":
+        return tuple(REGISTRY.values())
+    if name not in REGISTRY:
+        raise CliError(t("cli.scenario.not_found", name=name, names=", ".join(REGISTRY)), 2)
+    return (REGISTRY[name],)
+
+
 def demo(ctx: typer.Context,
-         devices: Annotated[int, typer.Option(min=MIN_DEVICES, help=t("cli.demo.devices"))] = 120,
+         devices: Annotated[int | None, typer.Option(
+             min=MIN_DEVICES, show_default=False, help=t("cli.demo.devices"))] = None,
+         scenario: Annotated[str | None, typer.Option(
+             metavar="NAME|all", show_default=False, help=t("cli.demo.scenario"))] = None,
          seconds: Annotated[float, typer.Option(min=0, help=t("cli.demo.seconds"))] = 0,
          rate: Annotated[float, typer.Option(min=0.01, max=100, help=t("cli.demo.rate"))] = 1.0,
          bad_rate: Annotated[float, typer.Option(min=0, max=1,
@@ -168,6 +188,7 @@ def demo(ctx: typer.Context,
              help=t("cli.demo.data_dir"), show_default=False)] = None,
          http_port: Annotated[int, typer.Option(help=t("cli.serve.http_port"))] = 8080,
          mqtt_port: Annotated[int, typer.Option(help=t("cli.serve.mqtt_port"))] = 1883) -> None:
+    chosen = _chosen(scenario)
     g = ctx.find_root().obj
     g = g if isinstance(g, Globals) else Globals()
     directory = data_dir or g.data_dir or Path("wulian-demo")
@@ -183,7 +204,7 @@ def demo(ctx: typer.Context,
             console.print(t("cli.demo.port_changed", what=what, wanted=wanted, got=got))
     console.print(t("cli.demo.starting", path=escape(str(directory.resolve()))))
     stop = threading.Event()
-    run = DemoRun(settings, devices, rate, bad_rate, seconds, stop)
+    run = DemoRun(settings, devices, rate, bad_rate, seconds, stop, chosen)
     try:
         run_service(settings, run.on_ready, stop)
     finally:
