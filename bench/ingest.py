@@ -125,6 +125,18 @@ def stop_proc(p: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
         p.wait(5)
 
 
+def git_commit() -> str:
+    """The checked-out commit, `+` when the work tree has changes (what was measured)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, text=True, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+" if dirty.strip() else "")
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -450,6 +462,31 @@ def warm_up(port: int, password: str, store: Any, ids: list[str], timeout: float
         c.disconnect()
 
 
+def broker_queued(port: int, password: str, timeout: float = 15.0) -> int | None:
+    """Messages Mosquitto holds (queued for sessions + retained), from its `$SYS` report
+    (sent every sys_interval); None if it does not say within `timeout`."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[int] = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sys")
+    c.username_pw_set(PLATFORM_USER, password)
+    c.on_message = lambda _c, _u, m: got.append(int(m.payload or b"0"))
+    try:
+        c.connect(HOST, port, keepalive=30)
+        c.subscribe("$SYS/broker/store/messages/count", 0)
+        c.loop_start()
+        end = time.monotonic() + timeout
+        while not got and time.monotonic() < end:
+            time.sleep(0.1)
+    except (OSError, ValueError):
+        return None
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return got[0] if got else None
+
+
 class CpuWatch:
     """CPU seconds of labelled processes between start() and stop()."""
 
@@ -563,7 +600,7 @@ def wait_stored(store: Any, target_points: int, base_points: int, idle_s: float,
 
 
 def run_phase(gen: LoadGen, seconds: float, rate: float, store: Any, poll_s: float,
-              cpu: CpuWatch | None, drain_timeout: float) -> Phase:
+              cpu: CpuWatch | None, drain_timeout: float, idle_s: float = 60.0) -> Phase:
     """One load phase on the connected devices; returns once the store has caught up."""
     base_points = store.counters().get("points_stored", 0)
     sampler = Sampler(store, gen, poll_s)
@@ -587,7 +624,7 @@ def run_phase(gen: LoadGen, seconds: float, rate: float, store: Any, poll_s: flo
         stop_tl.set()
         tl.join(5)
     timeline.append((res.t_go, 0))
-    t_last, stored = wait_stored(store, res.acked * N_PROPS, base_points, idle_s=15,
+    t_last, stored = wait_stored(store, res.acked * N_PROPS, base_points, idle_s=idle_s,
                                  timeout=drain_timeout, timeline=timeline, cpu=cpu)
     cpu_pct = cpu.stop(time.monotonic() - (time.time() - t_last)) if cpu is not None else {}
     missing = sampler.finish(timeout=5)
@@ -694,7 +731,14 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
             f"stored {msgs:,.0f} in {window:.1f}s = {rate:,.0f} msg/s")
 
         phases = {"throughput": main}
-        if a.latency_seconds > 0 and rate > 0:
+        drained = main.stored_points >= main.gen.acked * N_PROPS
+        queued = None
+        if not drained:
+            queued = broker_queued(mport, password)
+            log(f"{kind}: NOT DRAINED after {a.drain_timeout:.0f}s: "
+                f"{main.gen.acked - msgs:,.0f} acknowledged messages not stored yet; the "
+                f"broker still holds {queued if queued is not None else '?'} messages")
+        elif a.latency_seconds > 0 and rate > 0:
             lrate = a.latency_load * rate
             log(f"{kind}: latency phase: {lrate:,.0f} msg/s paced for {a.latency_seconds:.0f}s")
             phases["latency"] = run_phase(gen, a.latency_seconds, lrate, store,
@@ -710,7 +754,7 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
             f"{time.monotonic() - t:.1f}s: lost {check['lost']}")
         counters = store.counters()
         return summarize(kind, a, backend, main, phases.get("latency"), check, counters,
-                         shown)
+                         shown, queued)
     finally:
         if gen is not None:
             gen.close()
@@ -736,7 +780,7 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
 
 def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
               lat: Phase | None, check: dict[str, Any], counters: dict[str, int],
-              cmd: str) -> dict[str, Any]:
+              cmd: str, queued: int | None) -> dict[str, Any]:
     g = main.gen
     msgs = main.stored_points / N_PROPS
     window = main.t_last_stored - g.t_first_pub
@@ -752,6 +796,7 @@ def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
             "unacked": g.unacked, "offered_per_s": g.offered_per_s(),
             "stored_msgs": msgs, "window_s": window,
             "drained": main.stored_points >= g.acked * N_PROPS,
+            "broker_queued_at_deadline": queued,
             "stored_per_s_while_publishing": max(
                 (v for t, v in main.timeline if t <= g.t_last_pub), default=0) / N_PROPS
             / max(1e-9, g.t_last_pub - g.t_first_pub),
@@ -800,6 +845,11 @@ def report(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> None:
                          else "right")
     for r in [*refs.values(), *rows]:
         lat = r.get("latency_phase", {}).get("latency_ms", {})
+        lost = f"{r['lost']:,}"
+        tp = r.get("throughput_phase", {})
+        if not tp.get("drained", True):
+            lost = (f"? {r['lost']:,} not stored in time, "
+                    f"{tp.get('broker_queued_at_deadline', '?')} queued")
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in r.get("cpu_pct", {}).items())
         if r["name"] == "ceiling":
             run = r["runs"][len(r["runs"]) // 2]
@@ -810,7 +860,7 @@ def report(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]]) -> None:
             cpu = f"mosquitto {run['broker_cpu_pct']:.0f}, ingest {run['ingest_cpu_pct']:.0f}"
         table.add_row(
             r["label"], fmt_num(r["msgs_per_s"]), fmt_num(r.get("points_per_s")),
-            f"{r['lost']:,}", fmt_num(lat.get("p50")), fmt_num(lat.get("p99")),
+            lost, fmt_num(lat.get("p50")), fmt_num(lat.get("p99")),
             f"{r['msgs_per_s'] / straw:.2f}" if straw and r["name"] != "strawman" else "—",
             f"{r['msgs_per_s'] / ceil:.2f}" if ceil and r["name"] != "ceiling" else "—", cpu)
     console = Console(width=200)
@@ -897,8 +947,9 @@ def main() -> int:
                          "throughput phase, where latency is queueing and polls cost CPU)")
     ap.add_argument("--settle", type=float, default=3,
                     help="seconds between the devices connecting and the first publish")
-    ap.add_argument("--drain-timeout", type=float, default=300,
-                    help="after publishing, wait at most this long for the store to catch up")
+    ap.add_argument("--drain-timeout", type=float, default=0,
+                    help="after publishing, wait at most this long for the store to catch up "
+                         "(default: max(300, 12 x --seconds))")
     ap.add_argument("--ceiling-runs", type=int, default=3)
     ap.add_argument("--ceiling-msgs", type=int, default=200_000)
     ap.add_argument("--strawman-runs", type=int, default=1)
@@ -918,9 +969,11 @@ def main() -> int:
         a.latency_seconds = min(a.latency_seconds, 5)
         a.ceiling_runs, a.ceiling_msgs = 1, min(a.ceiling_msgs, 100_000)
         a.strawman_runs, a.strawman_seconds = 1, min(a.strawman_seconds, 10)
+    a.drain_timeout = a.drain_timeout or max(300.0, 12 * a.seconds)
     when = time.strftime("%Y-%m-%d %H:%M")
-    log(f"bench/ingest.py {when}: load average {os.getloadavg()[0]:.2f}, "
-        f"{os.cpu_count()} cores")
+    load_start = os.getloadavg()
+    log(f"bench/ingest.py {when}: load average {load_start[0]:.2f}, {os.cpu_count()} cores, "
+        f"commit {git_commit()}")
     refs: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="wulian-bench-refs-") as tmp:
@@ -944,7 +997,8 @@ def main() -> int:
     straw = refs.get("strawman", {}).get("msgs_per_s")
     ceil = refs.get("ceiling", {}).get("msgs_per_s")
     record = {"test": "ingest", "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "quick": a.quick, "loadavg_start": os.getloadavg(), "refs": refs,
+              "commit": git_commit(), "quick": a.quick, "loadavg_start": load_start,
+              "loadavg_end": os.getloadavg(), "refs": refs,
               "platform": [{**r, "vs_strawman": r["msgs_per_s"] / straw if straw else None,
                             "vs_ceiling": r["msgs_per_s"] / ceil if ceil else None}
                            for r in rows]}
