@@ -487,6 +487,17 @@ def broker_queued(port: int, password: str, timeout: float = 15.0) -> int | None
     return got[0] if got else None
 
 
+def postgres_backends(dbname: str) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving `dbname` now (read-only look, for CPU)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if cmd.startswith("postgres:") and f" {dbname} " in f"{cmd} ":
+                found.append(proc)
+    return found
+
+
 class CpuWatch:
     """CPU seconds of labelled processes between start() and stop()."""
 
@@ -495,17 +506,28 @@ class CpuWatch:
         self.t0 = 0.0
         self.c0: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.rss: dict[str, int] = {}
 
     def add(self, label: str, proc: psutil.Process) -> None:
         self.procs[label] = proc
 
     def _cpu(self, label: str) -> float | None:
         try:
-            t = self.procs[label].cpu_times()
+            proc = self.procs[label]
+            t = proc.cpu_times()
             self.last[label] = t.user + t.system
+            self.rss[label] = max(self.rss.get(label, 0), proc.memory_info().rss)
         except psutil.Error:
             pass  # ended: its last reading stands
         return self.last.get(label)
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Largest resident set seen per label (sampled with the CPU), MB; groups summed."""
+        out: dict[str, float] = {}
+        for k, v in self.rss.items():
+            label = k.split("#", 1)[0]
+            out[label] = out.get(label, 0.0) + v / 2**20
+        return {k: round(v) for k, v in out.items()}
 
     def start(self) -> None:
         self.t0 = time.monotonic()
@@ -516,13 +538,15 @@ class CpuWatch:
             self._cpu(k)
 
     def stop(self, t_end: float | None = None) -> dict[str, float]:
+        """CPU % of one core per label; labels `name#n` are summed into `name`."""
         span = (t_end or time.monotonic()) - self.t0
-        out = {}
+        out: dict[str, float] = {}
         for k in self.procs:
             c1 = self._cpu(k)
             if c1 is not None and k in self.c0:
-                out[k] = round(100 * (c1 - self.c0[k]) / span, 1)
-        return out
+                label = k.split("#", 1)[0]
+                out[label] = out.get(label, 0.0) + 100 * (c1 - self.c0[k]) / span
+        return {k: round(v, 1) for k, v in out.items()}
 
 
 class Sampler(threading.Thread):
@@ -541,7 +565,13 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_evt.is_set():
             self.poll_once()
-            self.stop_evt.wait(self.poll_s)
+            # Behind a backlog latencies are seconds: poll less (resolution ~2 % of the
+            # oldest wait, at most 1 s) so the sampler does not compete with the platform.
+            oldest = min((min(w.values()) for w in self.pending.values() if w), default=None)
+            wait = self.poll_s
+            if oldest is not None:
+                wait = min(1.0, max(self.poll_s, (time.time() * 1000 - oldest) / 50_000))
+            self.stop_evt.wait(wait)
 
     def poll_once(self) -> None:
         for dev, ts, pub_ms in self.gen.samples():
@@ -577,6 +607,7 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     missing_samples: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
 
 
 def wait_stored(store: Any, target_points: int, base_points: int, idle_s: float,
@@ -596,7 +627,7 @@ def wait_stored(store: Any, target_points: int, base_points: int, idle_s: float,
             cpu.sample()
         if val >= target_points or now - last_change > idle_s or time.monotonic() > end:
             return last_change, val
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 def run_phase(gen: LoadGen, seconds: float, rate: float, store: Any, poll_s: float,
@@ -629,7 +660,8 @@ def run_phase(gen: LoadGen, seconds: float, rate: float, store: Any, poll_s: flo
     cpu_pct = cpu.stop(time.monotonic() - (time.time() - t_last)) if cpu is not None else {}
     missing = sampler.finish(timeout=5)
     lat = [lat_ms for _, lat_ms in sampler.latencies]
-    return Phase(res, t_last, stored, sorted(timeline), lat, missing, cpu_pct)
+    rss = cpu.peak_rss_mb() if cpu is not None else {}
+    return Phase(res, t_last, stored, sorted(timeline), lat, missing, cpu_pct, rss)
 
 
 def verify(store: Any, devices: dict[str, list[DeviceResult]]) -> dict[str, Any]:
@@ -705,6 +737,10 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         for label, proc in plat.processes().items():
             cpu.add(label, proc)
         cpu.add("bench (sampler)", psutil.Process())
+        if backend.name == "postgres":  # the server's backends for the bench database
+            dbname = backend.url.rsplit("/", 1)[-1]
+            for i, proc in enumerate(postgres_backends(dbname)):
+                cpu.add(f"postgresql#{i}", proc)
         sampled = [d for i, (d, _) in enumerate(creds) if i % 100 == 0]
         cfg = GenConfig(port=mport, window=a.window, refill=a.refill, drain_timeout=60)
         gen = LoadGen(cfg, creds, procs=a.gen_procs, sampled=sampled)
@@ -807,7 +843,7 @@ def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
             "disconnects": sum(p["disconnects"] for p in g.procs),
             "protocol_errors": sum(p["protocol_errors"] for p in g.procs),
         },
-        "cpu_pct": main.cpu, "timeline": tl,
+        "cpu_pct": main.cpu, "peak_rss_mb": main.rss_mb, "timeline": tl,
         "counters": {k: v for k, v in counters.items() if not k.startswith("rejected.") or v},
         "config": {"devices": a.devices, "workers": a.workers, "gen_procs": a.gen_procs,
                    "window": a.window, "refill": a.refill, "poll_ms": a.poll_ms,
@@ -893,16 +929,18 @@ def chart(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], path: Pat
     bar = ax1.bar(names, vals, color=[colors.get(n, "#1e88e5") for n in names])
     for rect, b in zip(bar, bars, strict=True):
         lost = b["lost"]
-        ax1.annotate(f"{b['msgs_per_s']:,.0f}\nlost {lost:,}", (rect.get_x() + rect.get_width()
-                     / 2, rect.get_height()), ha="center", va="bottom", fontsize=8,
-                     color="#c62828" if lost else "black")
+        text = f"{b['msgs_per_s']:,.0f}\nlost {lost:,}"
+        if not b.get("throughput_phase", {}).get("drained", True):
+            text = f"{b['msgs_per_s']:,.0f}\nnot drained"
+        ax1.annotate(text, (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                     ha="center", va="bottom", fontsize=8, color="#c62828" if lost else "black")
     straw = refs.get("strawman", {}).get("msgs_per_s")
     if straw:
         ax1.axhline(2 * straw, ls="--", lw=1, color="#e57373")
         ax1.text(-0.4, 2 * straw, " 2× strawman (goal)", va="bottom", fontsize=8,
                  color="#c62828")
     ax1.set_ylabel("messages/s stored (delivered, for the ceiling)")
-    ax1.set_title("QoS 1, 1,000 devices, ~95-byte payloads")
+    ax1.set_title("QoS 1, 1,000 devices, ~90-byte payloads")
     ax1.set_ylim(0, max(vals) * 1.25)
     ax1.tick_params(axis="x", labelsize=8)
     for r in rows:
@@ -910,6 +948,10 @@ def chart(rows: list[dict[str, Any]], refs: dict[str, dict[str, Any]], path: Pat
         xs = [t for t, _ in tl]
         ys = [v for _, v in tl]
         ax2.plot(xs, ys, label=f"{r['name']} stored")
+    if rows:
+        end = rows[0]["throughput_phase"]["seconds"]
+        ax2.axvline(end, ls=":", lw=1, color="gray")
+        ax2.text(end, 0, " publishing stops", fontsize=8, color="gray", va="bottom")
     ax2.set_xlabel("seconds since the first publish")
     ax2.set_ylabel("messages stored")
     ax2.set_title("throughput phase: stored over time")
@@ -963,7 +1005,15 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR",
                     help="py-spy record every ingest worker during the throughput phase and "
                          "its drain (folded stacks in DIR, a summary printed)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the chart from the last full run in the results file")
     a = ap.parse_args()
+    if a.replot:
+        last = [r for r in map(json.loads, RESULTS.read_text().splitlines())
+                if r.get("test") == "ingest" and not r.get("quick")][-1]
+        chart(last["platform"], last["refs"], CHART, last["at"].replace("T", " ")[:16])
+        log(f"chart of the run at {last['at']}: {CHART.relative_to(ROOT)}")
+        return 0
     if a.quick:
         a.seconds = min(a.seconds, 10)
         a.latency_seconds = min(a.latency_seconds, 5)

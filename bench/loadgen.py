@@ -10,7 +10,7 @@ What it does
   timestamp of every acknowledged message is kept per device, so the bench can compare
   what the broker acknowledged with what the platform stored, message by message.
 
-Payload (bench/product.json, thing model `bench-env`, 5 properties, ~95 bytes):
+Payload (bench/product.json, thing model `bench-env`, 5 properties, 88-91 bytes):
   {"ts":1732480000123,"temperature":21.53,"humidity":40.1,"pm25":12,"co2":415,"noise":38.2}
   `ts` is the wall clock in ms at publish, forced strictly increasing per device, so every
   message of a device has a distinct ts and duplicate suppression cannot hide a loss.
