@@ -30,17 +30,25 @@ One run measures, on this machine and back to back:
          every `--poll-ms` for them; latency = first poll that sees it - publish time
          (so it includes up to one poll interval). Reported for the throughput phase (where
          it is queueing time behind the backlog) and for the paced phase;
-       - CPU % of one core of every process over the throughput window: mosquitto, the
-         `wulian serve` process, each ingest worker, the load generator processes, and this
-         bench process (latency sampler and drain monitor).
+       - CPU % of one core (and peak RSS) of every process over the throughput window:
+         mosquitto, `wulian serve`, each ingest worker, the load generator processes, this
+         bench process (latency sampler, drain monitor) and, for PostgreSQL, the server
+         backends of the bench database.
+     If the store has not caught up `--drain-timeout` s after the last publish (or made no
+     progress for 60 s), the run says so and asks Mosquitto's $SYS how many messages it
+     still holds, instead of calling them lost.
   Then a table (rich) with the ratios platform/strawman and platform/ceiling, one JSON line
   per run appended to bench/results/ingest.jsonl, and a chart in docs/bench-ingest.png.
+  Results and analysis: docs/benchmarks.md, section Ingest.
 
-Usage (full run, ~6 minutes on 2 cores):
+Usage (full run, ~8 minutes on 2 cores):
   uv run python bench/ingest.py
-  uv run python bench/ingest.py --quick --skip-refs --backend sqlite     # ~1 minute smoke
+  uv run python bench/ingest.py --quick --skip-refs --backend sqlite   # ~2 min smoke, not recorded
+  uv run python bench/ingest.py --skip-refs --profile /tmp/prof        # py-spy of every worker
+  uv run python bench/ingest.py --replot                               # chart of the last run
 Options: --seconds (>= 30 for a real run), --workers, --devices, --backend
-sqlite|postgres|both, --skip-refs, --quick, --gen-procs, --window, --pg-admin DSN, --keep.
+sqlite|postgres|both|none, --skip-refs, --quick, --gen-procs, --window, --latency-load,
+--pg-admin DSN, --keep.
 Everything is bounded in time and talks only to 127.0.0.1; every process it starts is
 stopped by its PID.
 """
@@ -976,7 +984,7 @@ def main() -> int:
                     help="platform runs (none: the references only)")
     ap.add_argument("--skip-refs", action="store_true", help="no ceiling / strawman")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke: 10 s phases, 1 reference run each, no chart")
+                    help="smoke: 10 s phases, 1 reference run each; recorded nowhere")
     ap.add_argument("--gen-procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--window", type=int, default=32, help="QoS 1 in flight per device")
     ap.add_argument("--refill", type=int, default=1,
@@ -1052,7 +1060,7 @@ def main() -> int:
               "platform": [{**r, "vs_strawman": r["msgs_per_s"] / straw if straw else None,
                             "vs_ceiling": r["msgs_per_s"] / ceil if ceil else None}
                            for r in rows]}
-    if not a.no_record:
+    if not a.no_record and not a.quick:  # a smoke run is not a result
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         with open(RESULTS, "a") as f:
             f.write(json.dumps(record) + "\n")
