@@ -97,6 +97,10 @@ class MetadataStore(Protocol):
 
     def count_devices(self) -> int: ...
 
+    def registry_epoch(self) -> int:
+        """A number that changes whenever a product or device changes (cheap to read)."""
+        ...
+
     def set_connected(self, device_id: str, connected: bool, *, ts_ms: int, protocol: str,
                       remote: str | None) -> None:
         """Record a connect or disconnect seen by an access adapter."""

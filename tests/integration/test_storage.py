@@ -396,6 +396,27 @@ def test_messages_without_an_address_keep_the_one_the_connect_gave(meter: Store)
     st = meter.device_status("m1")
     assert st is not None and (st.protocol, st.remote, st.ip_version) == ("http", None, None)
 
+
+def test_registry_epoch_moves_with_every_registry_change(meter: Store) -> None:
+    seen = [meter.registry_epoch()]
+
+    def moved() -> bool:
+        seen.append(meter.registry_epoch())
+        return seen[-1] != seen[-2]
+
+    meter.write(batch([("m1", "temperature", BASE, 1.0)]))
+    assert not moved()  # telemetry is not a registry change
+    meter.add_device(device("m9"))
+    assert moved()
+    meter.update_device("m9", state=DeviceState.DISABLED)
+    assert moved()
+    meter.set_secret_hash("m9", "scrypt$y")
+    assert moved()
+    meter.delete_device("m9")
+    assert moved()
+    meter.put_product(meter.get_product("meter"))  # type: ignore[arg-type]
+    assert moved()
+
 def test_delete_device_cascades_but_keeps_dead_letters(meter: Store, url: str) -> None:
     meter.write(batch([("m1", "temperature", BASE, 1.0), ("m2", "temperature", BASE, 2.0)],
                       events=[EventRecord("m1", "fault", "major", BASE, {})],

@@ -27,6 +27,11 @@ class FakeStore:
 
     # --- metadata -------------------------------------------------------------------
 
+    def registry_epoch(self) -> int:
+        # Derived from the contents, so tests that edit the dicts directly change it too.
+        self.calls["registry_epoch"] += 1
+        return hash(repr((sorted(self.devices.items()), sorted(self.products.items()))))
+
     def put_product(self, model: ThingModel) -> bool:
         created = model.id not in self.products
         self.products[model.id] = model

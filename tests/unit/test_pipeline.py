@@ -480,3 +480,19 @@ def test_a_rotated_secret_misses_the_cache_even_without_forget(
                                                  secret_hash=hash_secret("rotated"))
     clock.now += 5.1  # another process rotated it: seen once the device record is re-read
     assert directory.authenticate("dev-1", SECRET) == Rejection(RejectCode.BAD_CREDENTIALS)
+
+
+def test_expired_entries_are_renewed_without_a_read_while_the_registry_is_unchanged(
+        directory: DeviceDirectory, store: FakeStore, clock: Clock) -> None:
+    assert isinstance(directory.lookup("dev-1"), Known)
+    reads = store.calls["get_device"]
+    for _ in range(10):  # 50 s of traffic: the device record is not read again
+        clock.now += 5.1
+        assert isinstance(directory.lookup("dev-1"), Known)
+    assert store.calls["get_device"] == reads
+    assert store.calls["registry_epoch"] <= 11  # one cheap check per second at most
+    store.update_device("dev-1", state=DeviceState.DISABLED)  # changes the epoch
+    clock.now += 5.1
+    refused = directory.lookup("dev-1")
+    assert isinstance(refused, Rejection) and refused.code is RejectCode.DEVICE_DISABLED
+    assert store.calls["get_device"] == reads + 1

@@ -36,8 +36,12 @@ class DeviceDirectory:
         self._negative_ttl = negative_ttl_s
         self._clock = clock
         self._max = max_entries
-        # device id -> (expires, verdict, the device record when there is one)
-        self._devices: dict[str, tuple[float, Known | Rejection, Device | None]] = {}
+        # device id -> (expires, verdict, the device record when there is one, the registry
+        # epoch it was read at)
+        self._devices: dict[str, tuple[float, Known | Rejection, Device | None, int]] = {}
+        self._epoch_check_s = min(1.0, ttl_s)
+        self._epoch = -1
+        self._epoch_checked = float("-inf")
         self._models: dict[str, tuple[float, CompiledModel | None]] = {}
         # (device id, digest of the secret) -> (expires, the stored hash it was checked
         # against). A digest, not the secret: no plaintext secret lingers in memory. Long-lived
@@ -63,10 +67,23 @@ class DeviceDirectory:
         """The device and its compiled model, or why messages from it are refused."""
         return self._entry(device_id)[0]
 
+    def _registry_epoch(self, now: float) -> int:
+        # Read at most once per `epoch_check_s`: one query a second replaces one per device.
+        if now >= self._epoch_checked + self._epoch_check_s:
+            self._epoch = self._store.registry_epoch()
+            self._epoch_checked = now
+        return self._epoch
+
     def _entry(self, device_id: str) -> tuple[Known | Rejection, Device | None]:
         now = self._clock()
         hit = self._devices.get(device_id)
         if hit and hit[0] > now:
+            return hit[1], hit[2]
+        epoch = self._registry_epoch(now)
+        if hit and hit[3] == epoch:
+            # Expired, but nothing in the registry changed since it was read: renew it.
+            ttl = self._ttl if isinstance(hit[1], Known) else self._negative_ttl
+            self._devices[device_id] = (now + ttl, hit[1], hit[2], epoch)
             return hit[1], hit[2]
         with self._lock:
             device = self._store.get_device(device_id)
@@ -82,7 +99,7 @@ class DeviceDirectory:
             if len(self._devices) >= self._max:
                 self._devices.clear()  # bounded memory beats a perfect cache
             ttl = self._ttl if isinstance(entry, Known) else self._negative_ttl
-            self._devices[device_id] = (now + ttl, entry, device)
+            self._devices[device_id] = (now + ttl, entry, device, epoch)
             return entry, device
 
     def authenticate(self, device_id: str, secret: str) -> Known | Rejection:

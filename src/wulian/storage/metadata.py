@@ -44,6 +44,9 @@ from wulian.storage.schema import (
 # Bumped by every delete_device; writers compare it with the value their series-id cache
 # was filled under, so no process keeps writing to the ids of a deleted series.
 SERIES_EPOCH = "_series_epoch"
+# Bumped with every product or device change: caches in other processes compare it
+# instead of re-reading every device they hold.
+REGISTRY_EPOCH = "_registry_epoch"
 # Errors that mean "the database is unreachable or busy", not "your request is wrong".
 UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
@@ -106,6 +109,18 @@ class SqlMetadata:
         except UNAVAILABLE as exc:
             raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
 
+    def _bump(self, conn: Connection, name: str) -> None:
+        ins = self._upsert(counters).values(name=name, value=1)
+        conn.execute(ins.on_conflict_do_update(
+            index_elements=[counters.c.name],
+            set_={"value": counters.c.value + ins.excluded.value}))
+
+    def registry_epoch(self) -> int:
+        """A number that changes whenever a product or device changes."""
+        with self._reading() as conn:
+            value = conn.scalar(select(counters.c.value).where(counters.c.name == REGISTRY_EPOCH))
+        return int(value or 0)
+
     # --- products ----------------------------------------------------------------------
 
     def put_product(self, model: ThingModel) -> bool:
@@ -114,6 +129,7 @@ class SqlMetadata:
         for attempt in (1, 2):
             try:
                 with self._writing() as conn:
+                    self._bump(conn, REGISTRY_EPOCH)
                     done = conn.execute(update(products).where(products.c.id == model.id)
                                         .values(**values))
                     if done.rowcount:
@@ -147,6 +163,7 @@ class SqlMetadata:
             if used:
                 raise Conflict(f"product '{product_id}' is still used by {used} device(s)")
             conn.execute(delete(products).where(products.c.id == product_id))
+            self._bump(conn, REGISTRY_EPOCH)
 
     # --- devices -----------------------------------------------------------------------
 
@@ -165,6 +182,7 @@ class SqlMetadata:
                     secret_hash=device.secret_hash, state=device.state.value,
                     tags=dict(device.tags), lat=loc.lat if loc else None,
                     lon=loc.lon if loc else None, created_ms=device.created_ms))
+                self._bump(conn, REGISTRY_EPOCH)
         except sa_exc.IntegrityError as exc:  # another process won the race for the id
             raise Conflict(f"device '{device.id}' already exists") from exc
 
@@ -199,6 +217,7 @@ class SqlMetadata:
         with self._writing() as conn:
             if values:
                 conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+                self._bump(conn, REGISTRY_EPOCH)
             row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
             if row is None:
                 raise NotFound(device_id)
@@ -238,10 +257,8 @@ class SqlMetadata:
             conn.execute(delete(events).where(events.c.device_id == device_id))
             conn.execute(delete(device_status).where(device_status.c.device_id == device_id))
             conn.execute(delete(devices).where(devices.c.id == device_id))
-            ins = self._upsert(counters).values(name=SERIES_EPOCH, value=1)
-            conn.execute(ins.on_conflict_do_update(
-                index_elements=[counters.c.name],
-                set_={"value": counters.c.value + ins.excluded.value}))
+            self._bump(conn, SERIES_EPOCH)
+            self._bump(conn, REGISTRY_EPOCH)
         return True
 
     def count_devices(self) -> int:
