@@ -76,12 +76,12 @@ def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None
 
 async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                  stop: threading.Event | None) -> None:
-    from wulian.access.mqtt_ingest import MqttIngest, run_worker, worker_count
+    from wulian.access.mqtt_ingest import PLATFORM_SECRET, MqttIngest, run_worker, worker_count
     from wulian.api.app import create_app
 
     settings = core.settings
     token, created = admin_token(settings)
-    platform_password, _ = settings.ensure_secret("mqtt-platform.secret")
+    platform_password, _ = settings.ensure_secret(PLATFORM_SECRET)
     broker = None
     consumers: list[MqttIngest] = []
     workers: list[mp.context.SpawnProcess] = []
