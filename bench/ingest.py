@@ -85,6 +85,7 @@ from loadgen import (  # bench/ is not a package: imported from its own folder
     LoadGen,
     device_ids,
     product_doc,
+    wait_port,
 )
 
 HOST = "127.0.0.1"
@@ -105,17 +106,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout:.0f}s")
 
 
 def stop_proc(p: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,

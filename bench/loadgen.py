@@ -601,11 +601,12 @@ def _start_mosquitto(port: int) -> tuple[subprocess.Popen[bytes], str]:
                    "log_dest none\nmax_queued_messages 1000000\nmax_inflight_messages 100\n")
     proc = subprocess.Popen(["mosquitto", "-c", conf.name], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    _wait_port(port)
+    wait_port(port)
     return proc, conf.name
 
 
-def _wait_port(port: int, timeout: float = 15.0) -> None:
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    """Return once something listens on HOST:port; RuntimeError after `timeout`."""
     import socket
 
     end = time.monotonic() + timeout
