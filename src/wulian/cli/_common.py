@@ -19,8 +19,10 @@ from rich.markup import escape
 from wulian.bootstrap import Core
 from wulian.config import Settings
 from wulian.domain.device import DeviceError
+from wulian.domain.duration import duration_ms
 from wulian.domain.thingmodel import ThingModelError
 from wulian.i18n import t
+from wulian.pipeline.ingest import now_ms as now_ms  # re-exported for the commands
 from wulian.ports import Conflict, NotFound, StorageUnavailable
 
 console = Console(highlight=False)
@@ -145,21 +147,12 @@ def _is_database_error(exc: Exception) -> bool:
 
 # --- time ------------------------------------------------------------------------------
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
-             "w": 7 * 86_400_000}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-
-
-def now_ms() -> int:
-    return int(datetime.now().timestamp() * 1000)
-
-
 def parse_duration(spec: str) -> int:
     """`30s`, `5m`, `1h`, `2d` ... in milliseconds; CliError otherwise."""
-    match = _DURATION.match(spec.strip().lower())
-    if not match or float(match.group(1)) <= 0:
+    ms = duration_ms(spec)
+    if not ms:
         raise CliError(t("cli.error.bad_duration", value=spec), 2)
-    return int(float(match.group(1)) * _UNITS_MS[match.group(2)])
+    return ms
 
 
 def parse_time(spec: str, now: int | None = None) -> int:
@@ -170,7 +163,7 @@ def parse_time(spec: str, now: int | None = None) -> int:
         return int(spec)
     if spec.lower() == "now":
         return now
-    if _DURATION.match(spec.lower()):
+    if duration_ms(spec) is not None:
         return now - parse_duration(spec)
     try:
         moment = datetime.fromisoformat(spec)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
+from wulian.domain.duration import duration_ms
 from wulian.domain.thingmodel import IDENT
 from wulian.rules.conditions import (
     FILTER_OPS,
@@ -31,8 +32,6 @@ from wulian.rules.conditions import (
 )
 
 RULE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_DURATION_MS = 366 * 86_400_000
 MAX_DEPTH = 8
 MAX_PARTS = 32
@@ -107,8 +106,8 @@ def parse_duration(raw: Any, path: str) -> int:
         raise RuleError(path, "must be a duration like \"5m\" or milliseconds")
     if isinstance(raw, int | float):
         ms = raw
-    elif isinstance(raw, str) and (m := DURATION.fullmatch(raw.strip())):
-        ms = float(m.group(1)) * UNIT_MS[m.group(2)]
+    elif isinstance(raw, str) and (parsed := duration_ms(raw)) is not None:
+        ms = parsed
     else:
         raise RuleError(path, "must be a duration like \"5m\" or milliseconds")
     if not math.isfinite(ms) or not 0 <= ms <= MAX_DURATION_MS:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from wulian.api.deps import ApiError, CoreDep, iso_time, parse_time
 from wulian.api.routes.devices import existing_device
+from wulian.domain.duration import duration_ms
 from wulian.domain.message import Value
 from wulian.pipeline.ingest import now_ms
 from wulian.ports import Aggregate
@@ -20,8 +20,6 @@ from wulian.ports import Aggregate
 router = APIRouter(prefix="/devices", tags=["telemetry"])
 DAY_MS = 86_400_000
 MAX_POINTS = 100_000
-_BUCKET = re.compile(r"^(\d{1,12})(ms|s|m|h|d)?$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
 MAX_BUCKET_MS = 366 * DAY_MS
 NUMERIC_ONLY: frozenset[str] = frozenset({"avg", "sum", "min", "max"})
 CSV = "text/csv"
@@ -29,8 +27,8 @@ CSV = "text/csv"
 
 def parse_bucket(value: str) -> int:
     """`500ms`, `60s`, `5m`, `1h`, `1d` or plain milliseconds → milliseconds."""
-    match = _BUCKET.match(value.strip())
-    bucket_ms = int(match[1]) * _UNIT_MS[match[2] or "ms"] if match else 0
+    text = value.strip()
+    bucket_ms = int(text) if text.isdigit() and len(text) <= 12 else duration_ms(text) or 0
     if not 0 < bucket_ms <= MAX_BUCKET_MS:
         raise ApiError(422, "invalid_bucket", params={"value": value[:32]},
                        extra={"field": "bucket"})
