@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from pathlib import Path
 
 from pydantic import Field
@@ -45,10 +47,18 @@ class Settings(BaseSettings):
     def ensure_secret(self, name: str) -> tuple[str, bool]:
         """A secret kept in the data dir (created on first use); (value, created now)."""
         path = self.secret_file(name)
-        if path.exists():
-            return path.read_text().strip(), False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(32)
-        path.touch(mode=0o600)
-        path.write_text(value + "\n")
+        try:
+            # O_EXCL: of two processes starting on a fresh data dir, exactly one creates it.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):  # the creator may not have written it yet
+                existing = path.read_text().strip()
+                if existing:
+                    return existing, False
+                time.sleep(0.02)
+            raise RuntimeError(f"{path} is empty") from None
+        with os.fdopen(fd, "w") as out:
+            out.write(value + "\n")
         return value, True

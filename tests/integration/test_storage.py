@@ -529,3 +529,26 @@ def test_concurrent_writers_lose_nothing(meter: Store, url: str) -> None:
     counters = meter.counters()
     assert counters["messages_accepted"] == 2 * 2 * per_writer
     assert counters["points_stored"] == 2 * 2 * 2 * per_writer + 2
+
+
+def test_a_sqlite_write_failing_for_any_reason_releases_the_file(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = open_store(sqlite_url)
+    first.put_product(parse_thing_model({"id": "meter", "properties": [
+        {"id": "temperature", "type": "float"}]}))
+    first.add_device(device("m1"))
+    other = SqliteStore(sqlite_url, busy_timeout_ms=300)  # another process's view
+    try:
+        def boom(*_: object) -> dict[str, int]:
+            raise ValueError("not a database error")
+
+        monkeypatch.setattr("wulian.storage.sqlite.counter_bumps", boom)
+        with pytest.raises(ValueError):
+            first.write(batch([("m1", "temperature", BASE, 1.0)]))
+        monkeypatch.undo()
+        # Had the failed transaction stayed open, this would time out as "database is locked".
+        assert other.write(batch([("m1", "temperature", BASE + 1, 2.0)])) == 1
+        assert first.write(batch([("m1", "temperature", BASE, 1.0)])) == 1
+    finally:
+        other.close()
+        first.close()

@@ -496,3 +496,23 @@ def test_expired_entries_are_renewed_without_a_read_while_the_registry_is_unchan
     refused = directory.lookup("dev-1")
     assert isinstance(refused, Rejection) and refused.code is RejectCode.DEVICE_DISABLED
     assert store.calls["get_device"] == reads + 1
+
+
+def test_forget_wins_over_a_renewal_of_the_same_entry(
+        directory: DeviceDirectory, store: FakeStore, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(directory.lookup("dev-1"), Known)
+    stale_epoch = store.registry_epoch()
+
+    def forgotten_meanwhile() -> int:
+        # Another thread disables the device and forgets it between the lookup's read of
+        # the expired entry and its renewal; the epoch it compares is still the old one.
+        store.devices["dev-1"] = dataclasses.replace(store.devices["dev-1"],
+                                                     state=DeviceState.DISABLED)
+        directory.forget("dev-1")
+        return stale_epoch
+
+    monkeypatch.setattr(store, "registry_epoch", forgotten_meanwhile)
+    clock.now += 5.1
+    refused = directory.lookup("dev-1")
+    assert isinstance(refused, Rejection) and refused.code is RejectCode.DEVICE_DISABLED

@@ -234,6 +234,10 @@ class MqttIngest:
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode,
                        _p: Properties | None) -> None:
         self._ready.clear()
+        with self._cond:
+            # paho sends CONNECT before our on_connect runs: an ack queued in between would
+            # carry an old packet id onto the new connection. A new generation starts here.
+            self._generation += 1
         if not self._closing:
             log.warning("MQTT ingest %s lost its connection: %s", self.client_id, rc.getName())
 
@@ -342,8 +346,12 @@ class MqttIngest:
 
     def _ack(self, batch: Sequence[_Received]) -> None:
         """PUBACK, in arrival order, what came on the current connection; remember the rest."""
+        # Held throughout, so the connection cannot change generation between check and ack
+        # (client.ack only takes paho's own outgoing-packet lock: no lock-order inversion).
         with self._cond:
-            generation = self._generation
+            self._ack_locked(batch, self._generation)
+
+    def _ack_locked(self, batch: Sequence[_Received], generation: int) -> None:
         for item in batch:
             msg = item.msg
             if item.generation == generation:

@@ -14,4 +14,4 @@ def duration_ms(text: str) -> int | None:
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         return None
-    return int(float(match.group(1)) * UNIT_MS[match.group(2)])
+    return round(float(match.group(1)) * UNIT_MS[match.group(2)])

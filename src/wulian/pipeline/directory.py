@@ -81,10 +81,14 @@ class DeviceDirectory:
             return hit[1], hit[2]
         epoch = self._registry_epoch(now)
         if hit and hit[3] == epoch:
-            # Expired, but nothing in the registry changed since it was read: renew it.
-            ttl = self._ttl if isinstance(hit[1], Known) else self._negative_ttl
-            self._devices[device_id] = (now + ttl, hit[1], hit[2], epoch)
-            return hit[1], hit[2]
+            with self._lock:
+                # Expired, but nothing in the registry changed since it was read: renew it,
+                # unless `forget` dropped it meanwhile. Renewed from when the epoch was read.
+                if self._devices.get(device_id) is hit:
+                    ttl = self._ttl if isinstance(hit[1], Known) else self._negative_ttl
+                    self._devices[device_id] = (self._epoch_checked + ttl, hit[1], hit[2],
+                                                epoch)
+                    return hit[1], hit[2]
         with self._lock:
             device = self._store.get_device(device_id)
             entry: Known | Rejection
@@ -128,6 +132,7 @@ class DeviceDirectory:
 
     def forget(self, device_id: str | None = None) -> None:
         """Drop cached knowledge of one device (or of everything)."""
+        self._epoch_checked = float("-inf")  # the next lookup asks the store again
         with self._lock:
             if device_id is None:
                 self._devices.clear()

@@ -170,9 +170,17 @@ class PostgresStore(SqlStore):
     def _resolve(self, cur: psycopg.Cursor[tuple[Any, ...]],
                  keys: list[SeriesKey]) -> dict[SeriesKey, int]:
         devs, props = zip(*keys, strict=True)
-        cur.execute(_NEW_SERIES, (list(devs), list(props)))
         cur.execute(_FIND_SERIES, (list(devs), list(props)))
-        return {(d, p): sid for sid, d, p in cur.fetchall()}
+        found = {(d, p): sid for sid, d, p in cur.fetchall()}
+        new = [k for k in keys if k not in found]
+        if new:
+            # Only for series not there yet: every conflicting INSERT would use up a value of
+            # the 32-bit id sequence, and caches are refilled at every worker start.
+            devs, props = zip(*new, strict=True)
+            cur.execute(_NEW_SERIES, (list(devs), list(props)))
+            cur.execute(_FIND_SERIES, (list(devs), list(props)))
+            found.update({(d, p): sid for sid, d, p in cur.fetchall()})
+        return found
 
     def _write(self, conn: psycopg.Connection[tuple[Any, ...]],
                batch: WriteBatch) -> tuple[int, dict[SeriesKey, int], int]:

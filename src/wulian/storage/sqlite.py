@@ -159,11 +159,14 @@ class SqliteStore(SqlStore):
         with self._lock:
             try:
                 return self._write(batch)
-            except sqlite3.DatabaseError as exc:
+            except BaseException as exc:
+                # Whatever failed, never leave the file write-locked for every other process.
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # the file may be gone
                         self._conn.execute("ROLLBACK")
-                raise StorageUnavailable(f"SQLite write failed: {exc}") from exc
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise StorageUnavailable(f"SQLite write failed: {exc}") from exc
+                raise
 
     def _write(self, batch: WriteBatch) -> int:
         cur = self._conn.cursor()
