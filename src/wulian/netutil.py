@@ -6,6 +6,16 @@ import errno
 import socket
 from collections.abc import Collection
 
+from wulian.i18n import t
+
+
+class PortInUse(RuntimeError):
+    """A port the platform must listen on is taken (often 1883, by a system Mosquitto)."""
+
+    def __init__(self, what: str, host: str, port: int) -> None:
+        super().__init__(t("service.port_in_use", what=what, host=host, port=port))
+        self.what, self.host, self.port = what, host, port
+
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when a server could listen on `host:port` right now."""

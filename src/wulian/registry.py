@@ -92,7 +92,6 @@ class Registry:
 
     def rotate_secret(self, device_id: str) -> NewDevice:
         """Issue a new secret for a device (the old one stops working); shown once."""
-        self.device(device_id)
         secret = new_secret()
         device = self.store.set_secret_hash(device_id, hash_secret(secret))
         self.directory.forget(device_id)

@@ -22,18 +22,10 @@ import uvicorn
 from wulian.bootstrap import Core, build_core
 from wulian.config import Settings
 from wulian.i18n import t
-from wulian.netutil import port_free
+from wulian.netutil import PortInUse, port_free
 
 log = logging.getLogger(__name__)
 WORKER_START_S = 30.0
-
-
-class PortInUse(RuntimeError):
-    """A port the platform must listen on is already taken."""
-
-    def __init__(self, what: str, host: str, port: int) -> None:
-        super().__init__(t("service.port_in_use", what=what, host=host, port=port))
-        self.what, self.host, self.port = what, host, port
 
 
 @dataclass

@@ -208,7 +208,7 @@ def test_embedded_broker_on_a_taken_port_says_so(tmp_path: Path) -> None:
         finally:
             core.close()
     assert f"127.0.0.1:{port}" in str(caught.value) and "--mqtt-port" in str(caught.value)
-    assert "占用" in t("mqtt.port_in_use", "zh", host="127.0.0.1", port=port)
+    assert "占用" in t("service.port_in_use", "zh", what="MQTT", host="127.0.0.1", port=port)
 
 
 def test_unreachable_broker_is_a_clear_error(tmp_path: Path) -> None:

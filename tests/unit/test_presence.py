@@ -36,3 +36,4 @@ def test_non_devices_and_other_lines_are_ignored() -> None:
 def test_format_remote() -> None:
     assert format_remote("10.0.0.1", 5) == "10.0.0.1:5"
     assert format_remote("fe80::1", "7") == "[fe80::1]:7"
+    assert format_remote("::ffff:10.1.2.3", 9) == "10.1.2.3:9"  # an IPv4 peer, dual stack

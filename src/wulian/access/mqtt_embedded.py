@@ -24,8 +24,7 @@ from amqtt.session import Session
 from wulian.access import topics
 from wulian.access.mosquitto import PLATFORM_USER
 from wulian.access.presence import format_remote
-from wulian.i18n import t
-from wulian.netutil import port_free
+from wulian.netutil import PortInUse, port_free
 from wulian.pipeline.directory import Known
 from wulian.pipeline.ingest import now_ms
 
@@ -34,14 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # a persistent device session nobody resumes goes after this
-
-
-class PortInUse(RuntimeError):
-    """The embedded broker's port is taken (often by a system Mosquitto on 1883)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(t("mqtt.port_in_use", host=host, port=port))
-        self.host, self.port = host, port
 
 
 class Gatekeeper:
@@ -204,7 +195,7 @@ class EmbeddedBroker:
         """Listen; PortInUse when the port is taken."""
         # amqtt logs a traceback when its bind fails: look first, so the user gets one line.
         if not port_free(self.port, self.host):
-            raise PortInUse(self.host, self.port)
+            raise PortInUse("MQTT", self.host, self.port)
         if logging.getLogger("transitions").level == logging.NOTSET:
             # amqtt's state machines log every session transition at INFO
             logging.getLogger("transitions").setLevel(logging.WARNING)
@@ -214,7 +205,7 @@ class EmbeddedBroker:
         except BrokerError as exc:
             cause = exc.__cause__
             if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
-                raise PortInUse(self.host, self.port) from None
+                raise PortInUse("MQTT", self.host, self.port) from None
             raise
         self._broker = broker
         log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)

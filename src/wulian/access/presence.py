@@ -8,6 +8,7 @@ The embedded broker reports presence through its plugin instead.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,13 @@ class Presence:
 
 def format_remote(host: str, port: str | int) -> str:
     """`1.2.3.4:5` or `[::1]:5`: the form every adapter uses."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if ":" in host:
+        try:  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; they are IPv4
+            mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
+        except ValueError:
+            mapped = None
+        return f"{mapped}:{port}" if mapped else f"[{host}]:{port}"
+    return f"{host}:{port}"
 
 
 class PresenceParser:

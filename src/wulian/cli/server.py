@@ -39,7 +39,8 @@ def token_lines(ready: Ready, settings: Settings) -> list[str]:
 def run_service(settings: Settings, on_ready: Callable[[Ready], None],
                 stop: threading.Event | None = None) -> None:
     """`service.serve`, with its start-up failures as one translated line."""
-    from wulian.service import PortInUse, serve
+    from wulian.netutil import PortInUse
+    from wulian.service import serve
 
     try:
         serve(settings, on_ready=on_ready, stop=stop)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from wulian.domain.clock import now_ms as now_ms  # re-exported: the API and CLI use it
 from wulian.domain.message import (
     EventRecord,
     Inbound,
@@ -26,10 +26,6 @@ from wulian.ports import TelemetryStore
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_PAYLOAD_MAX = 4096  # keep enough of a refused payload to debug it, no more
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def dead_letter(msg: Inbound, rejection: Rejection, lang: str) -> RejectionRecord:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from wulian.domain.clock import now_ms
 from wulian.domain.device import Device, DeviceState, Location
 from wulian.domain.thingmodel import ThingModel, parse_thing_model
 from wulian.ports import Conflict, DeviceStatus, NotFound, StorageUnavailable
@@ -49,10 +49,6 @@ SERIES_EPOCH = "_series_epoch"
 REGISTRY_EPOCH = "_registry_epoch"
 # Errors that mean "the database is unreachable or busy", not "your request is wrong".
 UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @functools.lru_cache(maxsize=65_536)  # on the ingest path; a device keeps its address

@@ -6,13 +6,13 @@ the reason it was refused (kept as a dead letter and counted, whatever the reaso
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from starlette.requests import ClientDisconnect
 
+from wulian.access.presence import format_remote
 from wulian.api.deps import RETRY_AFTER_S, ApiError, DeviceAuth
 from wulian.domain.message import Inbound, Kind, Protocol
 from wulian.domain.rejection import RejectCode, Rejection
@@ -54,16 +54,7 @@ class _TooLarge(Exception):
 def remote_address(request: Request) -> str | None:
     """`ip:port`, or `[ip6]:port` for IPv6."""
     client = request.client
-    if client is None:
-        return None
-    host = client.host
-    if ":" in host:
-        try:  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; they are IPv4
-            mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
-        except ValueError:
-            mapped = None
-        host = str(mapped) if mapped else f"[{host}]"
-    return f"{host}:{client.port}"
+    return format_remote(client.host, client.port) if client is not None else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
