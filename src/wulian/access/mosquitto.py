@@ -254,7 +254,7 @@ class DynSecAdmin:
         answers = self.request(
             {"command": "createRole", "rolename": role, "acls": device_role_acls(device_id)},
             {"command": "createClient", "textname": device_id, **client})
-        if "already exists" in answers[1].get("error", ""):
+        if "already exists" in answers[1].get("error", "").lower():
             self.request({"command": "modifyClient", **client})
 
     def set_enabled(self, device_id: str, enabled: bool) -> None:
