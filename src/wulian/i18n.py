@@ -1,6 +1,8 @@
 """The one translation layer: every text a person reads goes through `t`.
 
-Catalogues are JSON files in `wulian/locales/` (`en.json`, `zh.json`), one flat key space.
+Catalogues are JSON files in `wulian/locales/`: `en.json`/`zh.json` and, per area,
+`{area}.en.json`/`{area}.zh.json` (e.g. `console.zh.json`); all of one language form one
+flat key space, and no key may be defined in two files.
 The language comes from an explicit argument, else `WULIAN_LANG`, else the locale
 (`LC_ALL`/`LANG` starting with `zh` means Simplified Chinese), else English.
 """
@@ -70,11 +72,24 @@ def current() -> str:
     return DEFAULT
 
 
+def catalogue_files(lang: str) -> list[str]:
+    """The names of the files that make up one language's catalogue, main file first."""
+    names = sorted(entry.name for entry in resources.files("wulian.locales").iterdir()
+                   if entry.name.endswith(f".{lang}.json"))
+    return [f"{lang}.json", *names]
+
+
 @cache
 def catalogue(lang: str) -> dict[str, str]:
     """The messages of one language."""
-    text = resources.files("wulian.locales").joinpath(f"{lang}.json").read_text("utf-8")
-    data: dict[str, str] = json.loads(text)
+    data: dict[str, str] = {}
+    for name in catalogue_files(lang):
+        text = resources.files("wulian.locales").joinpath(name).read_text("utf-8")
+        part: dict[str, str] = json.loads(text)
+        clash = sorted(data.keys() & part.keys())
+        if clash:
+            raise ValueError(f"locale file {name} repeats keys defined elsewhere: {clash[:5]}")
+        data.update(part)
     return data
 
 

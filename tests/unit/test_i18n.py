@@ -18,6 +18,7 @@ from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import (
     LANGUAGES,
     catalogue,
+    catalogue_files,
     current,
     from_accept_language,
     normalize,
@@ -29,17 +30,23 @@ LOCALE_VARS = ("WULIAN_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE")
 
 
 def raw_catalogue(lang: str) -> dict[str, str]:
-    """The file as written, refusing a key written twice (json.loads would keep the last)."""
-    text = resources.files("wulian.locales").joinpath(f"{lang}.json").read_text("utf-8")
-
-    def no_repeats(pairs: list[tuple[str, str]]) -> dict[str, str]:
-        keys = [k for k, _ in pairs]
-        repeated = {k for k in keys if keys.count(k) > 1}
-        assert not repeated, f"{lang}.json repeats {sorted(repeated)}"
-        return dict(pairs)
-
-    data: dict[str, str] = json.loads(text, object_pairs_hook=no_repeats)
+    """The files as written, refusing a key written twice (json.loads would keep the last)."""
+    keys: list[str] = []
+    data: dict[str, str] = {}
+    for name in catalogue_files(lang):
+        text = resources.files("wulian.locales").joinpath(name).read_text("utf-8")
+        pairs: list[tuple[str, str]] = json.loads(text, object_pairs_hook=lambda p: p)
+        keys.extend(k for k, _ in pairs)
+        data.update(pairs)
+    repeated = {k for k in keys if keys.count(k) > 1}
+    assert not repeated, f"{lang} catalogue repeats {sorted(repeated)}"
     return data
+
+
+def test_each_area_file_exists_in_both_languages() -> None:
+    areas = {lang: {n.removesuffix(f".{lang}.json") for n in catalogue_files(lang)[1:]}
+             for lang in LANGUAGES}
+    assert areas["en"] == areas["zh"]
 
 
 def placeholders(template: str) -> list[str]:

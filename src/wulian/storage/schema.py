@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeEngine
@@ -132,4 +133,110 @@ counters = Table(
     "counters", metadata,
     Column("name", String(128), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+
+# --- rules and alarms (status early warning) ------------------------------------------
+
+ALARM_ID_LEN = 300  # "{rule}/{subject}/{raised_ms}"
+
+rules = Table(
+    "rules", metadata,
+    Column("id", String(ID_LEN), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("doc", DOC, nullable=False),  # the document as given: what GET returns
+    Column("enabled", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+alarms = Table(
+    "alarms", metadata,
+    Column("id", String(ALARM_ID_LEN), primary_key=True),
+    Column("rule_id", String(ID_LEN), nullable=False),
+    Column("rule_name", Text, nullable=False),
+    Column("subject", String(ID_LEN), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("raised_ms", BigInteger, nullable=False),
+    Column("last_ms", BigInteger, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("value", DOC),
+    Column("first_value", DOC),
+    Column("acknowledged_by", Text),
+    Column("acknowledged_ms", BigInteger),
+    Column("ack_comment", Text),
+    Column("cleared_by", Text),
+    Column("cleared_ms", BigInteger),
+    Column("clear_comment", Text),
+    Index("ix_alarms_raised", "raised_ms"),
+    Index("ix_alarms_subject_raised", "subject", "raised_ms"),
+    Index("ix_alarms_rule_raised", "rule_id", "raised_ms"),
+    # at most one open alarm per (rule, subject), whatever process raised it
+    Index("ux_alarms_open", "rule_id", "subject", unique=True,
+          sqlite_where=text("state <> 'cleared'"), postgresql_where=text("state <> 'cleared'")),
+)
+
+alarm_changes = Table(
+    "alarm_changes", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("alarm_id", String(ALARM_ID_LEN), nullable=False),
+    Column("rule_id", String(ID_LEN), nullable=False),
+    Column("subject", String(ID_LEN), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("value", DOC),
+    Column("by", Text),
+    Column("comment", Text),
+    Index("ix_alarm_changes_alarm", "alarm_id", "id"),
+    Index("ix_alarm_changes_ts", "ts"),
+)
+
+# The action outbox: written in the same transaction as the alarm change that caused it,
+# delivered afterwards with retries, so an action is neither lost nor blocks ingest.
+action_deliveries = Table(
+    "action_deliveries", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("rule_id", String(ID_LEN), nullable=False),
+    Column("alarm_id", String(ALARM_ID_LEN), nullable=False),
+    Column("change", String(16), nullable=False),  # raised / cleared (/ acknowledged)
+    Column("action", Integer, nullable=False),  # index into the rule's actions
+    Column("kind", String(16), nullable=False),  # webhook / email / mqtt
+    Column("target", Text, nullable=False),  # url, addresses or topic: for people to read
+    Column("spec", DOC, nullable=False),  # the action as configured when the change happened
+    Column("body", DOC, nullable=False),  # what is sent
+    Column("state", String(16), nullable=False),  # pending / delivered / dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_ms", BigInteger, nullable=False),
+    Column("last_error", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("done_ms", BigInteger),
+    Index("ix_action_deliveries_due", "state", "next_ms"),
+    Index("ix_action_deliveries_alarm", "alarm_id"),
+)
+
+# --- console accounts -----------------------------------------------------------------
+
+users = Table(
+    "users", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),  # admin / operator / viewer
+    Column("disabled", Boolean, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex: no token kept in clear
+    Column("username", String(64), ForeignKey("users.username", ondelete="CASCADE"),
+           nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("last_ms", BigInteger, nullable=False),
+    Index("ix_sessions_username", "username"),
+    Index("ix_sessions_expires", "expires_ms"),
 )
