@@ -1,4 +1,5 @@
-"""What routes share: the core, the caller's language, admin and device auth, error answers."""
+"""What routes share: the core, the caller's language, who may call (admin token, console
+sessions, devices), error answers."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import asyncio
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import (
+    APIKeyCookie,
     HTTPAuthorizationCredentials,
     HTTPBasic,
     HTTPBasicCredentials,
@@ -18,12 +23,15 @@ from fastapi.security import (
 )
 from starlette.concurrency import run_in_threadpool
 
+from wulian.accounts import AccountService
 from wulian.bootstrap import Core
+from wulian.domain.account import Role
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import from_accept_language, t
 from wulian.pipeline.directory import Known
 
 RETRY_AFTER_S = "5"
+ADMIN_CALLER = "admin"  # the name the admin token acts under (in alarms' "by" and the like)
 
 
 class ApiError(Exception):
@@ -35,7 +43,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, code: str, *, params: dict[str, Any] | None = None,
                  extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                 rejection: Rejection | None = None) -> None:
+                 rejection: Rejection | None = None, message_key: str | None = None) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
@@ -43,6 +51,8 @@ class ApiError(Exception):
         self.extra = extra or {}
         self.headers = headers
         self.rejection = rejection
+        # one code may be worded for the case: an expired session is `unauthorized` too
+        self.message_key = message_key or f"api.{code}"
 
     @classmethod
     def from_rejection(cls, status: int, rejection: Rejection,
@@ -54,7 +64,7 @@ class ApiError(Exception):
         if self.rejection is not None:
             body = self.rejection.to_dict(lang)
         else:
-            body = {"code": self.code, "message": t(f"api.{self.code}", lang, **self.params)}
+            body = {"code": self.code, "message": t(self.message_key, lang, **self.params)}
         body.update(self.extra)
         return body
 
@@ -88,6 +98,135 @@ def require_admin(request: Request, creds: Annotated[HTTPAuthorizationCredential
     # neither where the tokens differ nor how long the real one is
     if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
         raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+# --- console users: who is calling, and may they? -------------------------------------
+
+SESSION_COOKIE = "wulian_session"
+CONSOLE_HEADER = "X-Wulian-Console"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="ConsoleSession",
+                       description="The console's session (`POST /api/v1/auth/login` sets it)")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a console user (by session cookie) or the admin token (`admin`)."""
+
+    name: str
+    role: Role
+    session: bool = False  # authenticated by the session cookie, not the token
+    expires_ms: int | None = None  # when the session ends unless used again
+
+    def allows(self, needed: Role) -> bool:
+        """True when the caller's role may do what `needed` may."""
+        return self.role.allows(needed)
+
+
+def session_cookie(request: Request, token: str, *, delete: bool = False) -> str:
+    """The Set-Cookie value for a session token, or one that deletes the cookie."""
+    # HttpOnly: page scripts (and so injected ones) cannot read it; SameSite=Strict: the
+    # browser sends it only on requests the console's own pages start
+    parts = [f"{SESSION_COOKIE}={'' if delete else token}", "HttpOnly", "SameSite=Strict",
+             "Path=/"]
+    if delete:
+        parts.append("Max-Age=0")
+    if request.url.scheme == "https":
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def check_origin(request: Request) -> None:
+    """403 `csrf` when the browser says the request was started by another site."""
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        raise ApiError(403, "csrf")
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise ApiError(403, "csrf")
+
+
+def check_csrf(request: Request) -> None:
+    """403 `csrf` unless a cookie-authenticated change comes from the console's own pages.
+
+    SameSite=Strict already keeps the cookie off other sites' requests; the same-origin
+    check and the custom header (which no other site can add without a CORS grant, and
+    wulian grants none) hold even where a browser ignores SameSite.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    check_origin(request)
+    if request.headers.get(CONSOLE_HEADER) != "1":
+        raise ApiError(403, "csrf")
+
+
+def account_service(request: Request) -> AccountService:
+    service: AccountService = request.app.state.account_service
+    return service
+
+
+def caller(request: Request,
+           creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+           token: Annotated[str | None, Depends(_cookie)]) -> Caller:
+    """The authenticated caller: admin token or console session; 401 `unauthorized` else.
+
+    A bearer token, when sent, decides alone: a wrong one is refused even beside a valid
+    cookie. Cookie-authenticated changes must pass `check_csrf`.
+    """
+    if creds is not None:
+        require_admin(request, creds)
+        return Caller(ADMIN_CALLER, Role.ADMIN)
+    if not token:
+        raise ApiError(401, "unauthorized", message_key="api.login_required",
+                       headers={"WWW-Authenticate": "Bearer"})
+    found = account_service(request).session(token)
+    if found is None:
+        raise ApiError(401, "unauthorized", message_key="api.session_expired", headers={
+            "WWW-Authenticate": "Bearer", "Set-Cookie": session_cookie(request, "", delete=True)})
+    check_csrf(request)
+    return Caller(found.user.username, found.user.role, session=True,
+                  expires_ms=found.expires_ms)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def role_name(role: Role, lang: str | None) -> str:
+    """A role as people call it, in `lang`."""
+    return t(f"account.role.{role.value}", lang)
+
+
+def ensure_role(request: Request, who: Caller, needed: Role) -> Caller:
+    """`who`, if their role allows `needed`; else 403 `forbidden` naming the role needed."""
+    if who.allows(needed):
+        return who
+    lang = request_lang(request)
+    raise ApiError(403, "forbidden", params={
+        "role": role_name(needed, lang), "name": who.name, "your_role": role_name(who.role, lang),
+    }, extra={"needed": needed.value})
+
+
+def require_role(role: Role) -> Callable[[Request, Caller], Caller]:
+    """A dependency letting through callers whose role allows `role`."""
+
+    def needs_role(request: Request, who: CallerDep) -> Caller:
+        return ensure_role(request, who, role)
+
+    needs_role.__name__ = f"require_{role.value}"
+    return needs_role
+
+
+def read_or_admin(request: Request, who: CallerDep) -> Caller:
+    """Reading (GET/HEAD) for every console role; anything else for admins only."""
+    return ensure_role(request, who,
+                       Role.VIEWER if request.method in SAFE_METHODS else Role.ADMIN)
+
+
+def read_or_operator(request: Request, who: CallerDep) -> Caller:
+    """Reading (GET/HEAD) for every console role; anything else for operators and admins."""
+    return ensure_role(request, who,
+                       Role.VIEWER if request.method in SAFE_METHODS else Role.OPERATOR)
 
 
 # --- devices ---------------------------------------------------------------------------
