@@ -7,7 +7,7 @@ import secrets
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=0, ge=0)  # 0: one per core for an external broker
     batch_max: int = Field(default=2000, ge=1)
     batch_ms: int = Field(default=50, ge=1)
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)  # console login; slides with use
+    # e-mail actions of rules; without smtp_host an e-mail delivery fails at once, visibly
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "wulian@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None  # SecretStr: kept out of reprs and logs
 
     @property
     def database_url(self) -> str:

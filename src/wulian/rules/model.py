@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from wulian.domain.duration import duration_ms
 from wulian.domain.thingmodel import IDENT
@@ -30,6 +30,9 @@ from wulian.rules.conditions import (
     RateOfChange,
     Threshold,
 )
+
+if TYPE_CHECKING:
+    from wulian.rules.actions import Action
 
 RULE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_DURATION_MS = 366 * 86_400_000
@@ -86,6 +89,7 @@ class Rule:
     clear_for_ms: int = 0
     enabled: bool = True
     description: str | None = None
+    actions: tuple[Action, ...] = ()
     doc: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -394,9 +398,12 @@ def _clear(doc: Mapping[str, Any], condition: Condition) -> Condition | None:
 
 def parse_rule(raw: Any) -> Rule:
     """Validate a rule document (a decoded JSON/YAML mapping) into a `Rule`."""
+    from wulian.rules.actions import parse_actions  # it imports this module's helpers
+
     doc = _obj(raw, "$")
     _known(doc, "$", {"id", "name", "description", "severity", "scope", "product",
-                      "condition", "for", "clear", "clear_for", "hysteresis", "enabled"})
+                      "condition", "for", "clear", "clear_for", "hysteresis", "enabled",
+                      "actions"})
     rule_id = _need(doc, "id", "$")
     if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id):
         raise RuleError("$.id", "must match [A-Za-z0-9_.:-]{1,128}")
@@ -425,4 +432,5 @@ def parse_rule(raw: Any) -> Rule:
     return Rule(id=rule_id, name=name, severity=Severity(severity), scope=scope,
                 condition=condition, for_ms=parse_duration(doc.get("for", 0), "$.for"),
                 clear=clear, clear_for_ms=parse_duration(doc.get("clear_for", 0), "$.clear_for"),
-                enabled=enabled, description=description, doc=dict(doc))
+                enabled=enabled, description=description,
+                actions=parse_actions(doc.get("actions", [])), doc=dict(doc))
