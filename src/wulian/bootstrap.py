@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from wulian.config import Settings
+from wulian.domain.message import WriteBatch
 from wulian.pipeline import DeviceDirectory, IngestLimits, Pipeline
 from wulian.ports import BrokerAdmin, Store
 from wulian.registry import Registry
+
+if TYPE_CHECKING:
+    from wulian.alerting.live import LiveHub
+    from wulian.alerting.service import RulesService
+    from wulian.storage.rules import SqlRules
 
 
 @dataclass
@@ -19,8 +27,44 @@ class Core:
     directory: DeviceDirectory
     pipeline: Pipeline
     registry: Registry
+    rule_store: SqlRules = field(init=False)
+    rules: RulesService = field(init=False)  # started by `serve`, not here
+    live: LiveHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        from wulian.alerting.live import LiveHub
+        from wulian.alerting.service import RulesService
+        from wulian.rules.actions import draft_row, plan
+        from wulian.storage.rules import SqlRules
+
+        engine = getattr(self.store, "engine", None)
+        if engine is None:
+            raise TypeError("the store must be a SQL store (it has no engine)")
+        self.rule_store = SqlRules(engine)
+        self.live = LiveHub()
+
+        def planner(rule: Any, change: Any, now: int) -> list[dict[str, Any]]:
+            return [draft_row(d, now) for d in plan(rule, change, now, self.settings.lang)]
+
+        self.rules = RulesService(self.store, self.rule_store, self.directory, planner=planner)
+
+    def start_alerting(self) -> None:
+        """Feed this process's stored batches to rules and live push; start the rules thread.
+
+        Batches stored by other processes (external-broker workers) arrive through the
+        committed-batch feed instead (`wulian.alerting.feed`), into the same sinks.
+        """
+        for sink in self.batch_sinks():
+            self.pipeline.subscribe(sink)
+        self.rules.on_change(self.live.publish_alarm)
+        self.rules.start()
+
+    def batch_sinks(self) -> tuple[Callable[[WriteBatch], None], ...]:
+        """Who reads stored batches after ingest: the rules, then live pages."""
+        return (self.rules.submit, self.live.publish_batch)
 
     def close(self) -> None:
+        self.rules.stop()
         close_broker = getattr(self.registry.broker, "close", None)
         if close_broker is not None:
             close_broker()

@@ -16,13 +16,21 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import paho.mqtt.client as mqtt
 import uvicorn
 
 from wulian.bootstrap import Core, build_core
 from wulian.config import Settings
+from wulian.domain.clock import now_ms
 from wulian.i18n import t
 from wulian.netutil import PortInUse, port_free
+
+if TYPE_CHECKING:
+    from wulian.access.mosquitto import BrokerUrl
+    from wulian.delivery.outbox import SqlOutbox
+    from wulian.delivery.worker import DeliveryWorker
 
 log = logging.getLogger(__name__)
 WORKER_START_S = 30.0
@@ -38,6 +46,7 @@ class Ready:
     admin_token: str
     admin_token_created: bool
     core: Core
+    console_password: str | None = None  # the first admin's, when it was just created
 
 
 def check_port(host: str, port: int, what: str) -> None:
@@ -51,6 +60,54 @@ def admin_token(settings: Settings) -> tuple[str, bool]:
     if settings.admin_token:
         return settings.admin_token, False
     return settings.ensure_secret("admin.token")
+
+
+@dataclass
+class Actions:
+    """The delivery of rule actions: the outbox, its worker and the MQTT client it uses."""
+
+    outbox: SqlOutbox
+    worker: DeliveryWorker
+    client: mqtt.Client
+    senders: dict[str, Any]
+
+    def stop(self) -> None:
+        self.worker.stop()
+        close = getattr(self.senders.get("webhook"), "close", None)
+        if close is not None:
+            close()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def start_actions(core: Core, url: BrokerUrl) -> Actions:
+    """Start delivering what the rules put in the outbox (webhook, e-mail, MQTT republish)."""
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from wulian.delivery.outbox import SqlOutbox
+    from wulian.delivery.senders import build_senders, paho_publisher
+    from wulian.delivery.worker import DeliveryWorker
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="wulian-actions")
+    client.username_pw_set(url.username, url.password)
+    client.connect_async(url.host, url.port)
+    client.loop_start()
+    outbox = SqlOutbox(core.store.engine)  # type: ignore[attr-defined]
+    senders = build_senders(core.settings, publish=paho_publisher(client))
+    # 12 attempts with doubling from 1 s: a receiver may be down for about half an hour
+    # before its deliveries are dead-lettered (and a person can retry them)
+    worker = DeliveryWorker(outbox, senders, now_ms, max_attempts=12, lang=core.settings.lang)
+    core.rules.on_stored(worker.wake)
+    worker.start()
+    return Actions(outbox, worker, client, senders)
+
+
+def first_admin(core: Core) -> str | None:
+    """Create the console's first admin when there is no user yet; its password if so."""
+    from wulian.accounts import ensure_first_admin
+    from wulian.storage.accounts import SqlAccounts
+
+    return ensure_first_admin(SqlAccounts.for_store(core.store), core.settings)
 
 
 def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None,
@@ -68,7 +125,15 @@ def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None
 
 async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                  stop: threading.Event | None) -> None:
-    from wulian.access.mqtt_ingest import PLATFORM_SECRET, MqttIngest, run_worker, worker_count
+    from wulian.access.mqtt_ingest import (
+        PLATFORM_SECRET,
+        PLATFORM_USER,
+        BrokerUrl,
+        MqttIngest,
+        run_worker,
+        worker_count,
+    )
+    from wulian.alerting.feed import FeedSubscriber
     from wulian.api.app import create_app
 
     settings = core.settings
@@ -77,6 +142,8 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     broker = None
     consumers: list[MqttIngest] = []
     workers: list[mp.context.SpawnProcess] = []
+    feed: FeedSubscriber | None = None
+    core.start_alerting()
     if settings.embedded_broker:
         from wulian.access.mqtt_embedded import EmbeddedBroker
 
@@ -90,6 +157,10 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         consumers.append(consumer)
         mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
     else:
+        feed = FeedSubscriber(BrokerUrl.from_settings(settings), "wulian-feed",
+                              core.batch_sinks())
+        if not await asyncio.to_thread(feed.start, WORKER_START_S):
+            log.warning(t("service.feed_slow", seconds=WORKER_START_S))
         ctx = mp.get_context("spawn")
         count = worker_count(settings)
         subscribed = []
@@ -108,7 +179,15 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                 log.warning(t("service.worker_slow", index=index, seconds=WORKER_START_S))
         mqtt_host, mqtt_port = MqttIngest.broker_address(settings)
 
+    platform_url = (BrokerUrl(settings.mqtt_host, settings.mqtt_port, PLATFORM_USER,
+                              platform_password)
+                    if settings.embedded_broker else BrokerUrl.from_settings(settings))
+    actions = start_actions(core, platform_url)
+
+    console_password = await asyncio.to_thread(first_admin, core)
     app = create_app(core, admin_token=token)
+    app.state.outbox = actions.outbox
+    app.state.delivery_worker = actions.worker
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -127,7 +206,7 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         shown = f"[{host}]" if ":" in host else host
         if on_ready is not None:
             ready = Ready(f"http://{shown}:{settings.http_port}", mqtt_host, mqtt_port, token,
-                          created, core)
+                          created, core, console_password)
             await asyncio.to_thread(on_ready, ready)
         while not server.should_exit:
             if stop is not None and stop.is_set():
@@ -147,5 +226,9 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
             proc.terminate()
         for proc in workers:
             await asyncio.to_thread(proc.join, 10)
+        if feed is not None:
+            await asyncio.to_thread(feed.stop)
+        await asyncio.to_thread(core.rules.stop)
+        await asyncio.to_thread(actions.stop)
         if broker is not None:
             await broker.stop()

@@ -15,15 +15,37 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wulian import __version__
-from wulian.api.deps import RETRY_AFTER_S, ApiError, request_lang, require_admin
-from wulian.api.routes import devices, ingest, products, rejections, stats, telemetry
+from wulian.accounts import AccountService
+from wulian.api.deps import (
+    RETRY_AFTER_S,
+    ApiError,
+    read_or_admin,
+    read_or_operator,
+    request_lang,
+    require_role,
+)
+from wulian.api.routes import (
+    alarms,
+    auth,
+    deliveries,
+    devices,
+    ingest,
+    products,
+    rejections,
+    rules,
+    stats,
+    stream,
+    telemetry,
+)
 from wulian.bootstrap import Core
+from wulian.domain.account import AccountError, Role
 from wulian.domain.device import DeviceError
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.thingmodel import ThingModelError
 from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.ports import StorageUnavailable
+from wulian.storage.accounts import SqlAccounts
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -107,7 +129,8 @@ class CatchAll:
 
 
 def create_app(core: Core, *, admin_token: str) -> FastAPI:
-    """The HTTP API over `core`; admin routes need `Authorization: Bearer <admin_token>`."""
+    """The HTTP API over `core`: callers show `Authorization: Bearer <admin_token>` (admin)
+    or a console session cookie (the user's role); devices use HTTP Basic."""
     if not admin_token:
         raise ValueError(t("api.admin_token_required"))
 
@@ -129,11 +152,21 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     app.state.core = core
     app.state.admin_token_digest = hashlib.sha256(admin_token.encode()).digest()
     app.state.auth_flights = {}
+    app.state.accounts = SqlAccounts.for_store(core.store)
+    app.state.account_service = AccountService(
+        app.state.accounts, session_ttl_ms=core.settings.session_ttl_s * 1000)
 
-    admin = [Depends(require_admin)]
-    for module in (products, devices, telemetry, rejections):
-        app.include_router(module.router, prefix=API_PREFIX, dependencies=admin)
-    app.include_router(stats.router, prefix=API_PREFIX, dependencies=admin)
+    # Every console role may read; changing needs the role named (the admin token is admin).
+    read_admin = [Depends(read_or_admin)]
+    for module in (products, devices, telemetry, rejections, rules, deliveries, stream):
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=read_admin)
+    # operators handle alarms (acknowledge, clear); only admins change what raises them
+    app.include_router(alarms.router, prefix=API_PREFIX,
+                       dependencies=[Depends(read_or_operator)])
+    app.include_router(stats.router, prefix=API_PREFIX, dependencies=read_admin)
+    app.include_router(auth.users_router, prefix=API_PREFIX,
+                       dependencies=[Depends(require_role(Role.ADMIN))])
+    app.include_router(auth.router, prefix=API_PREFIX)  # login: open; the rest per route
     app.include_router(stats.health_router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
 
@@ -156,6 +189,13 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
         return _error(ApiError(422, "invalid_device",
                                params={"field": exc.field, "problem": exc.problem},
                                extra={"field": exc.field}), request_lang(request))
+
+    @app.exception_handler(AccountError)
+    async def invalid_account(request: Request, exc: AccountError) -> JSONResponse:
+        lang = request_lang(request)
+        return _error(ApiError(422, "invalid_account",
+                               params={"field": exc.field, "problem": exc.message(lang)},
+                               extra={"field": exc.field}), lang)
 
     @app.exception_handler(StorageUnavailable)
     async def storage_unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:

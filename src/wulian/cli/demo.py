@@ -15,10 +15,11 @@ from rich.progress import Progress
 
 from wulian.cli._common import CliError, Globals, console, guarded, settings_for
 from wulian.cli._provision import SECRETS_FILE, plan, plan_scenarios, provision
-from wulian.cli.server import run_service, token_lines
+from wulian.cli.server import console_lines, run_service, token_lines
 from wulian.config import Settings
 from wulian.i18n import t
 from wulian.netutil import pick_port
+from wulian.rules.model import parse_rule
 from wulian.scenarios import REGISTRY, Scenario
 from wulian.sim import Fleet, FleetDevice
 
@@ -77,7 +78,24 @@ class DemoRun:
                                        lambda n: bar.advance(task, n))
         console.print(t("cli.demo.provisioned", n=len(fleet), created=created,
                         reused=len(fleet) - created))
+        self._load_rules(ready)
         return fleet
+
+    def _load_rules(self, ready: Ready) -> None:
+        """Each chosen scenario's default rules, unless a rule of that id is already kept."""
+        store = ready.core.rule_store
+        have = {s.rule.id for s in store.list_rules()}
+        added = 0
+        for scenario in self.scenarios:
+            for doc in scenario.default_rules:
+                if doc["id"] not in have:
+                    store.put_rule(parse_rule(doc), create_only=True)
+                    have.add(doc["id"])
+                    added += 1
+        if added:
+            ready.core.rules.reload()
+        if self.scenarios:
+            console.print(t("cli.demo.rules", added=added, total=len(have)))
 
     def _panel(self, ready: Ready, fleet: list[FleetDevice]) -> None:
         s = self.settings
@@ -92,6 +110,7 @@ class DemoRun:
             f"{t('cli.ready.docs')}: {ready.http_url}/docs",
             f"{t('cli.ready.mqtt')}: mqtt://{ready.mqtt_host}:{ready.mqtt_port}",
             f"{t('cli.ready.data')}: {escape(str(s.data_dir.resolve()))}",
+            *console_lines(ready, s),
             *token_lines(ready, s),
             t("cli.demo.fleet", n=len(fleet), rate=self.rate, bad=f"{self.bad_rate:.0%}"),
             t("cli.demo.secrets", path=escape(str((s.data_dir / SECRETS_FILE).resolve()))),
@@ -139,6 +158,10 @@ class DemoRun:
         while _handled(counters) < stats.acked and time.monotonic() < deadline:
             time.sleep(0.1)
             counters = store.counters()
+        alarms = ready.core.rule_store.counts()["open"]
+        if self.scenarios:
+            console.print(t("cli.demo.alarms", open=sum(alarms.values()),
+                            critical=alarms["critical"], major=alarms["major"]))
         console.print(t("cli.demo.summary", sent=stats.sent + stats.events_sent,
                         acked=stats.acked,
                         errors=stats.errors_received,

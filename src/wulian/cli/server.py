@@ -26,6 +26,17 @@ if TYPE_CHECKING:
     from wulian.service import Ready
 
 
+def console_lines(ready: Ready, settings: Settings) -> list[str]:
+    """The console's address, and its first admin's password when just made."""
+    path = settings.secret_file("console-admin.password").resolve()
+    lines = [f"{t('cli.ready.console')}: {ready.http_url}/"]
+    if ready.console_password:
+        lines += [f"{t('cli.ready.console_login')}: admin / "
+                  f"[bold yellow]{ready.console_password}[/]",
+                  t("cli.ready.console_password_new", path=path)]
+    return lines
+
+
 def token_lines(ready: Ready, settings: Settings) -> list[str]:
     """Where the admin token is: shown when just made, else where it is kept."""
     if ready.admin_token_created:
@@ -70,7 +81,8 @@ def serve(ctx: typer.Context, data_dir: DataDirOpt = None, database: DatabaseOpt
                  f"{t('cli.ready.docs')}: {ready.http_url}/docs",
                  f"{t('cli.ready.mqtt')}: mqtt://{ready.mqtt_host}:{ready.mqtt_port}",
                  f"{t('cli.ready.data')}: {settings.data_dir.resolve()}",
-                 *token_lines(ready, settings), "", t("cli.ready.stop")]
+                 *console_lines(ready, settings), *token_lines(ready, settings), "",
+                 t("cli.ready.stop")]
         console.print(Panel("\n".join(lines), title=t("cli.serve.title"), expand=False))
 
     run_service(settings, on_ready)

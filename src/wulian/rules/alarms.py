@@ -182,6 +182,12 @@ class AlarmBook:
         dirty, self._dirty = list(self._dirty.values()), {}
         return dirty
 
+    def requeue(self, alarms: list[Alarm]) -> None:
+        """Hand back updates `take_dirty` gave out that could not be stored; newer ones win."""
+        for alarm in alarms:
+            if self._open.get((alarm.rule_id, alarm.subject)) is not None:
+                self._dirty.setdefault(alarm.id, self._open[(alarm.rule_id, alarm.subject)])
+
     def _require(self, alarm_id: str, by: str) -> Alarm:
         if not isinstance(by, str) or not by.strip():
             raise AlarmError(alarm_id, "needs who (by)")

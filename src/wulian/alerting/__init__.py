@@ -1,0 +1,1 @@
+"""Status early warning at run time: the rules service, live push, backtests."""
