@@ -191,3 +191,26 @@ def test_backtest_reports_when_a_rule_would_have_fired(rapi: Api) -> None:
         [t0 + 2 * 60_000 + 90_000]
     bad = rapi.post("/rules/hot/backtest", params={"since": t0, "until": t0 - 1})
     assert bad.json()["code"] == "invalid_range"
+
+
+def test_scenarios_say_what_they_deploy_and_what_is_installed(rapi: Api) -> None:
+    from wulian.rules import parse_rule
+    from wulian.scenarios import get
+
+    listed = rapi.get("/scenarios", headers={"Accept-Language": "zh"}).json()["items"]
+    assert len(listed) == 12 and listed[0]["id"] == "municipal"
+    energy = get("energy")
+    for sp in energy.products:
+        rapi.product(sp.product.doc)
+    rapi.device("meter-1", "smart-meter")
+    rapi.core.rule_store.put_rule(parse_rule(energy.default_rules[0]))
+    one = rapi.get("/scenarios/energy").json()
+    assert {p["id"]: p["registered"] for p in one["products"]} == \
+        {"smart-meter": 1, "energy-transformer": 0}
+    assert one["rules_installed"] == [energy.default_rules[0]["id"]]
+    assert one["open_alarms"] == 0
+    panels = {p["product"]: p for p in one["dashboard"]}
+    assert panels["smart-meter"]["charts"][0] == "power_kw"  # its daily-cycle property
+    assert "energy_kwh" not in panels["smart-meter"]["charts"]  # a counter, not a chart
+    assert "energy-oil-hot" in panels["energy-transformer"]["rules"]
+    assert rapi.get("/scenarios/atlantis").json()["code"] == "scenario_not_found"

@@ -33,6 +33,7 @@ from wulian.api.routes import (
     products,
     rejections,
     rules,
+    scenarios,
     stats,
     stream,
     telemetry,
@@ -158,7 +159,8 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
 
     # Every console role may read; changing needs the role named (the admin token is admin).
     read_admin = [Depends(read_or_admin)]
-    for module in (products, devices, telemetry, rejections, rules, deliveries, stream):
+    for module in (products, devices, telemetry, rejections, rules, deliveries, stream,
+                   scenarios):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=read_admin)
     # operators handle alarms (acknowledge, clear); only admins change what raises them
     app.include_router(alarms.router, prefix=API_PREFIX,

@@ -78,24 +78,30 @@ class DemoRun:
                                        lambda n: bar.advance(task, n))
         console.print(t("cli.demo.provisioned", n=len(fleet), created=created,
                         reused=len(fleet) - created))
-        self._load_rules(ready)
+        self._load_rules(ready, fleet)
         return fleet
 
-    def _load_rules(self, ready: Ready) -> None:
-        """Each chosen scenario's default rules, unless a rule of that id is already kept."""
+    def _load_rules(self, ready: Ready, fleet: list[FleetDevice]) -> None:
+        """Default rules for the products on show, unless a rule of that id is already kept.
+
+        With scenarios chosen, theirs; without, every scenario rule about the plain demo's
+        products (the streetlight's and the smart meter's come from two scenarios).
+        """
         store = ready.core.rule_store
         have = {s.rule.id for s in store.list_rules()}
+        products = {d.product.id for d in fleet}
         added = 0
-        for scenario in self.scenarios:
+        for scenario in self.scenarios or REGISTRY.values():
             for doc in scenario.default_rules:
-                if doc["id"] not in have:
-                    store.put_rule(parse_rule(doc), create_only=True)
-                    have.add(doc["id"])
-                    added += 1
+                rule = parse_rule(doc)
+                if rule.id in have or not set(rule.scope.products) <= products:
+                    continue
+                store.put_rule(rule, create_only=True)
+                have.add(rule.id)
+                added += 1
         if added:
             ready.core.rules.reload()
-        if self.scenarios:
-            console.print(t("cli.demo.rules", added=added, total=len(have)))
+        console.print(t("cli.demo.rules", added=added, total=len(have)))
 
     def _panel(self, ready: Ready, fleet: list[FleetDevice]) -> None:
         s = self.settings
@@ -159,9 +165,8 @@ class DemoRun:
             time.sleep(0.1)
             counters = store.counters()
         alarms = ready.core.rule_store.counts()["open"]
-        if self.scenarios:
-            console.print(t("cli.demo.alarms", open=sum(alarms.values()),
-                            critical=alarms["critical"], major=alarms["major"]))
+        console.print(t("cli.demo.alarms", open=sum(alarms.values()),
+                        critical=alarms["critical"], major=alarms["major"]))
         console.print(t("cli.demo.summary", sent=stats.sent + stats.events_sent,
                         acked=stats.acked,
                         errors=stats.errors_received,

@@ -80,6 +80,25 @@ class Scenario:
     def device_count(self) -> int:
         return sum(p.devices for p in self.products)
 
+    def dashboard(self) -> list[dict[str, Any]]:
+        """The scenario's dashboard: per product, the properties worth a chart first.
+
+        A product's daily-cycle property leads, then its other numeric properties (at most
+        four in all), then the rules that watch it; the console draws one panel each.
+        """
+        panels = []
+        for sp in self.products:
+            numeric = [f.id for f in sp.product.model.properties
+                       if f.type in ("int", "float") and f.id not in sp.counters]
+            lead = [sp.cycle[0]] if sp.cycle else []
+            charts = list(dict.fromkeys(lead + numeric))[:4]
+            rules = [r["id"] for r in self.default_rules
+                     if sp.id in (r.get("product"), *r.get("scope", {}).get("products", ()),
+                                  r.get("scope", {}).get("product"))]
+            panels.append({"product": sp.id, "charts": charts, "counters": list(sp.counters),
+                           "rules": rules})
+        return panels
+
 
 # Seed order: social governance, industry, consumption.
 PACKAGES: tuple[str, ...] = (
