@@ -125,7 +125,10 @@ class TelemetryStore(Protocol):
     def write(self, batch: WriteBatch) -> int:
         """Store a batch in one transaction (duplicates ignored); returns points inserted.
 
-        Raises StorageUnavailable when nothing could be stored.
+        Raises StorageUnavailable when the database is unreachable or busy (nothing is
+        stored; try again later). Any other error means the database refused something in
+        the batch (a row it will never take); it propagates, and the pipeline singles the
+        message out as an `internal_error` dead letter.
         """
         ...
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -64,7 +64,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 class Receiver(http.server.BaseHTTPRequestHandler):
     """Fails the first two deliveries with 500, then takes them."""
 
-    calls: list[tuple[int, bytes, dict[str, str]]] = []
+    calls: ClassVar[list[tuple[int, bytes, dict[str, str]]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -13,11 +13,13 @@ import orjson
 import pytest
 
 from tests.fixtures.api import ADMIN_TOKEN, basic
+from tests.fixtures.refuse_rows import refuse_rows
 from wulian.api import create_app
 from wulian.bootstrap import Core, build_core
 from wulian.config import Settings
 from wulian.domain.message import Inbound, Kind, Protocol
 from wulian.domain.rejection import RejectCode, Rejection
+from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.pipeline.ingest import now_ms
 from wulian.ports import StorageUnavailable
@@ -132,3 +134,39 @@ async def test_concurrent_http_posts_are_batched(core: Core) -> None:
         assert [a.status_code for a in answers] == [202] * 200
         assert batcher.stats["batches"] < 100
     assert len(core.store.points("d1", "humidity", since=start, until=None, limit=1000)) == 200
+
+
+async def test_dead_letters_are_in_the_pipelines_language(tmp_path: Path,
+                                                          env_sensor_doc: dict[str, Any]) -> None:
+    core = build_core(Settings(data_dir=tmp_path, lang="zh"), provision_broker=False)
+    try:
+        core.registry.import_product(env_sensor_doc)
+        core.registry.add_device("d1", "env-sensor")
+        batcher = AsyncBatcher(core.pipeline)  # no language of its own to fall out of step
+        await batcher.start()
+        refused = await batcher.submit(message(1), Rejection(RejectCode.BAD_CREDENTIALS))
+        await batcher.stop()
+        assert refused.rejection is not None
+        (kept,) = core.store.rejections(device_id="d1", since=None, limit=10)
+        assert kept.message == t("reject.bad_credentials", "zh")
+    finally:
+        core.close()
+
+
+async def test_a_message_the_database_refuses_spares_its_batch(core: Core) -> None:
+    refuse_rows(core.settings.database_url, "points", "NEW.num = 66.5")
+    batcher = AsyncBatcher(core.pipeline, batch_max=100, batch_ms=50)
+    await batcher.start()
+    start = now_ms() - 60_000
+    refusal = Rejection(RejectCode.BAD_CREDENTIALS)
+    outcomes = await asyncio.gather(*(batcher.submit(message(v, start + k)) for k, v in
+                                      enumerate([1, 2, 66.5, 4])),
+                                    batcher.submit(message(5, start + 4), refusal))
+    await batcher.stop()
+    assert [o.rejection.code if o.rejection else None for o in outcomes] == [
+        None, None, RejectCode.INTERNAL_ERROR, None, RejectCode.BAD_CREDENTIALS]
+    points = core.store.points("d1", "humidity", since=start, until=None, limit=10)
+    assert [v for _, v in points] == [1, 2, 4]
+    kept = core.store.rejections(device_id="d1", since=None, limit=10)
+    assert sorted(r.code for r in kept) == ["bad_credentials", "internal_error"]
+    assert core.store.counters()["rejected.internal_error"] == 1

@@ -15,9 +15,10 @@ from wulian.domain.device import Device, DeviceState, hash_secret
 from wulian.domain.message import Inbound, Kind, Protocol, WriteBatch
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.thingmodel import parse_thing_model
+from wulian.i18n import t
 from wulian.pipeline import directory as directory_module
 from wulian.pipeline.directory import DeviceDirectory, Known
-from wulian.pipeline.ingest import DEAD_LETTER_PAYLOAD_MAX, IngestLimits, Pipeline
+from wulian.pipeline.ingest import DEAD_LETTER_PAYLOAD_MAX, BatchRun, IngestLimits, Pipeline
 from wulian.ports import StorageUnavailable
 
 NOW = 1_750_000_000_000  # the pipeline's clock, epoch ms
@@ -280,7 +281,7 @@ def test_a_raising_listener_does_not_break_ingest(pipeline: Pipeline, store: Fak
         assert outcome.ok
     assert calls == [1, 1]  # later listeners still hear every batch
     assert len(store.batches) == 2
-    assert "ingest listener failed" in caplog.text
+    assert t("ingest.listener_failed") in caplog.text
     pipeline.unsubscribe(broken)
     pipeline.handle([telemetry('{"humidity": 1}')])
     assert calls == [1, 1, 1]
@@ -328,6 +329,116 @@ def test_seen_keeps_the_newest_arrival_per_device(pipeline: Pipeline, store: Fak
     assert (seen["dev-1"].ts, seen["dev-1"].protocol, seen["dev-1"].remote) == (
         NOW - 10, "http", "[2001:db8::1]:443")
     assert seen["dev-2"].ts == NOW - 40
+
+
+# --- messages the platform fails on --------------------------------------------------------
+
+
+class RefusingStore(FakeStore):
+    """Refuses, as a database constraint would, every batch holding a point of `poison`."""
+
+    def __init__(self, poison: float, *, dead_letters_too: bool = False) -> None:
+        super().__init__()
+        self.poison = poison
+        self.dead_letters_too = dead_letters_too
+        self.put_product(parse_thing_model(ENV_SENSOR))
+        self.add_device(device("dev-1"))
+
+    def write(self, batch: WriteBatch) -> int:
+        if any(value == self.poison for *_, value in batch.points) or (
+                self.dead_letters_too and batch.rejections):
+            self.calls["write"] += 1
+            raise ValueError("row refused by the database")
+        return super().write(batch)
+
+
+def humidity(values: list[float]) -> list[Inbound]:
+    return [telemetry(f'{{"humidity": {v}, "ts": {NOW - 1000 + n}}}')
+            for n, v in enumerate(values)]
+
+
+def over(store: FakeStore, lang: str = "en") -> Pipeline:
+    return Pipeline(store, DeviceDirectory(store), clock=lambda: NOW, lang=lang)
+
+
+def stored_values(store: FakeStore) -> list[object]:
+    return [value for *_, value in store.points]
+
+
+def test_a_message_the_store_refuses_is_singled_out_and_kept_as_internal_error() -> None:
+    store = RefusingStore(66.5)
+    values = [1.0, 2.0, 3.0, 66.5, 5.0, 6.0, 7.0, 8.0]
+    outcomes = BatchRun(over(store), humidity(values)).run()
+    codes = [o.rejection.code if o.rejection else None for o in outcomes]
+    assert codes == [None] * 3 + [RejectCode.INTERNAL_ERROR] + [None] * 4
+    assert stored_values(store) == [v for v in values if v != 66.5]  # in order, once each
+    [dead] = [r for b in store.batches for r in b.rejections]
+    assert (dead.code, dead.payload) == ("internal_error", humidity(values)[3].payload)
+    assert dead.message == t("reject.internal_error", "en")
+    # Halved until the message at fault is alone: not one transaction per message.
+    assert store.calls["write"] <= 2 * 3 + 2
+
+
+def test_a_batch_run_resumes_after_an_outage_without_storing_twice() -> None:
+    store = RefusingStore(66.5)
+    pipeline = over(store)
+    run = BatchRun(pipeline, humidity([1.0, 66.5, 3.0, 4.0]))
+    real, calls = store.write, [0]
+
+    def down_at_the_poison(batch: WriteBatch) -> int:
+        calls[0] += 1
+        if calls[0] == 4:  # [0:4] and [0:2] refused, [0:1] stored, then [1:2]: down
+            raise StorageUnavailable("connection lost")
+        return real(batch)
+
+    store.write = down_at_the_poison  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable):
+        run.run()
+    assert run.outcomes[0] is not None and run.outcomes[1:] == [None] * 3  # a stored prefix
+    outcomes = run.run()
+    assert [o.ok for o in outcomes] == [True, False, True, True]
+    assert stored_values(store) == [1.0, 3.0, 4.0]
+    assert len([r for b in store.batches for r in b.rejections]) == 1
+
+
+def test_when_even_the_dead_letter_is_refused_it_is_an_outage() -> None:
+    store = RefusingStore(66.5, dead_letters_too=True)
+    run = BatchRun(over(store), humidity([66.5]))
+    with pytest.raises(StorageUnavailable):  # held and retried: never acked, stored nowhere
+        run.run()
+    assert run.outcomes == [None] and store.batches == []
+
+
+def test_a_message_the_pipeline_fails_on_spares_its_batch(
+        pipeline: Pipeline, store: FakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pipeline.directory.lookup
+
+    def buggy(device_id: str) -> Known | Rejection:
+        if device_id == "dev-2":
+            raise KeyError("a bug on this device's path")
+        return real(device_id)
+
+    monkeypatch.setattr(pipeline.directory, "lookup", buggy)
+    outcomes = pipeline.handle([telemetry('{"humidity": 1}'),
+                                telemetry('{"humidity": 2}', device_id="dev-2"),
+                                telemetry('{"humidity": 3}')])
+    assert [o.rejection.code if o.rejection else None for o in outcomes] == [
+        None, RejectCode.INTERNAL_ERROR, None]
+    [batch] = store.batches  # one transaction, as ever
+    assert [v for *_, v in batch.points] == [1.0, 3.0]
+    assert [(r.code, r.device_id) for r in batch.rejections] == [("internal_error", "dev-2")]
+    assert pipeline.stats["internal_errors"] == 1
+
+
+def test_a_registry_outage_is_not_the_messages_fault(
+        pipeline: Pipeline, store: FakeStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(device_id: str) -> Known | Rejection:
+        raise StorageUnavailable("registry unreachable")
+
+    monkeypatch.setattr(pipeline.directory, "lookup", down)
+    with pytest.raises(StorageUnavailable):
+        pipeline.handle([telemetry('{"humidity": 1}')])
+    assert store.batches == []
 
 
 # --- the device directory ------------------------------------------------------------------
@@ -396,6 +507,23 @@ def test_devices_of_one_product_share_one_compiled_model(directory: DeviceDirect
     clock.now += 6
     updated = directory.lookup("dev-1")
     assert isinstance(updated, Known) and updated.model.model == changed
+
+
+def test_an_expired_model_is_renewed_without_a_read_while_the_registry_is_unchanged(
+        directory: DeviceDirectory, store: FakeStore, clock: Clock) -> None:
+    first = directory.lookup("dev-1")
+    assert isinstance(first, Known) and store.calls["get_product"] == 1
+    clock.now += 6  # the model's entry expired; a device not cached yet needs it
+    second = directory.lookup("dev-2")
+    assert isinstance(second, Known) and second.model is first.model
+    assert store.calls["get_product"] == 1
+    changed = parse_thing_model({**ENV_SENSOR, "properties": [
+        {"id": "pressure", "type": "float"}]})
+    store.put_product(changed)  # moves the registry epoch
+    clock.now += 6
+    updated = directory.lookup("dev-2")
+    assert isinstance(updated, Known) and updated.model.model == changed
+    assert store.calls["get_product"] == 2
 
 
 def test_memory_stays_bounded(store: FakeStore, clock: Clock) -> None:

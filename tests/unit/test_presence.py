@@ -37,3 +37,21 @@ def test_format_remote() -> None:
     assert format_remote("10.0.0.1", 5) == "10.0.0.1:5"
     assert format_remote("fe80::1", "7") == "[fe80::1]:7"
     assert format_remote("::ffff:10.1.2.3", 9) == "10.1.2.3:9"  # an IPv4 peer, dual stack
+
+
+def test_at_its_cap_the_parser_forgets_only_the_longest_connected_client() -> None:
+    p = PresenceParser(lambda user: user.startswith("dev"), max_clients=2)
+
+    def connect(n: int) -> None:
+        line = f"1: New client connected from 10.0.0.{n}:1 as c{n} (p2, c1, k60, u'dev{n}')."
+        assert p.feed(line) == Presence(f"dev{n}", True, f"10.0.0.{n}:1")
+
+    connect(1)
+    connect(2)
+    connect(3)  # over the cap: dev1, the longest connected, is forgotten; not everyone
+    connect(2)  # reconnected: now the most recent
+    connect(4)  # so dev3 goes next
+    assert p.feed("2: Client c1 disconnected.") is None
+    assert p.feed("2: Client c3 disconnected.") is None
+    assert p.feed("2: Client c2 disconnected.") == Presence("dev2", False, None)
+    assert p.feed("2: Client c4 disconnected.") == Presence("dev4", False, None)

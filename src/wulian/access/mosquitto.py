@@ -353,7 +353,7 @@ class DynSecAdmin:
         try:
             responses = orjson.loads(msg.payload).get("responses", [])
         except (orjson.JSONDecodeError, AttributeError):
-            log.warning("unreadable dynamic-security response on %s", msg.topic)
+            log.warning(t("mqtt.dynsec_unreadable", topic=msg.topic))
             return
         with self._cond:
             for answer in responses:

@@ -24,6 +24,7 @@ from amqtt.session import Session
 from wulian.access import topics
 from wulian.access.mosquitto import PLATFORM_USER
 from wulian.access.presence import format_remote
+from wulian.i18n import t
 from wulian.netutil import PortInUse, port_free
 from wulian.pipeline.directory import Known
 from wulian.pipeline.ingest import now_ms
@@ -91,8 +92,8 @@ class Gatekeeper:
             self.core.store.set_connected(device_id, connected, ts_ms=ts, protocol="mqtt",
                                           remote=remote)
         except Exception as exc:  # status is informative: never worth failing a connect
-            log.warning("could not record MQTT %s of %s: %s",
-                        "connect" if connected else "disconnect", device_id, exc)
+            key = "mqtt.connect_not_recorded" if connected else "mqtt.disconnect_not_recorded"
+            log.warning(t(key, device=device_id, detail=exc))
 
     def close(self) -> None:
         self._auth_pool.shutdown(wait=False, cancel_futures=True)
@@ -111,7 +112,7 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         try:
             return await gate.authenticate(session)
         except Exception:  # e.g. storage down: refuse this CONNECT, keep the broker
-            log.exception("MQTT authentication failed")
+            log.exception(t("mqtt.auth_failed"))
             return False
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Session,
@@ -208,7 +209,7 @@ class EmbeddedBroker:
                 raise PortInUse("MQTT", self.host, self.port) from None
             raise
         self._broker = broker
-        log.info("embedded MQTT broker listening on %s:%d", self.host, self.port)
+        log.info(t("mqtt.embedded_listening", host=self.host, port=self.port))
 
     async def stop(self) -> None:
         """Close every session and the listener."""

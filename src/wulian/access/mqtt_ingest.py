@@ -7,10 +7,12 @@ or in this consumer's persistent session while the consumer is away.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import signal
+import socket
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ from wulian.access.mqtt_sys import SysWatcher
 from wulian.config import Settings
 from wulian.domain.message import Inbound, Outcome, Protocol
 from wulian.i18n import t
-from wulian.pipeline.ingest import Pipeline, now_ms
+from wulian.pipeline.ingest import BatchRun, Pipeline, now_ms
 from wulian.ports import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -58,6 +60,12 @@ class _Received:
     received_ms: int
 
 
+@dataclass(slots=True)
+class _Stored:
+    owned: int  # the first `owned` messages of the batch are the pipeline's now
+    replies: list[tuple[Inbound, Outcome]]  # refused among them: each device hears why
+
+
 class MqttIngest:
     """Subscribes to devices' telemetry and events and feeds them to the pipeline in batches."""
 
@@ -81,6 +89,9 @@ class MqttIngest:
         self._cond = threading.Condition()
         self._buffer: list[_Received] = []
         self._generation = 0
+        # QoS 1 messages received on a connection older than this the broker resends itself
+        # (a later one found the session present): copies of them here are not to be stored.
+        self._resent_below = 0
         self._closing = False  # no new messages: they stay with the broker
         self._stopping = False  # drain the buffer, then end
         self._abandon = threading.Event()  # give up retrying a batch (stop timed out)
@@ -208,8 +219,9 @@ class MqttIngest:
                 kept = [r for r in self._buffer if r.msg.qos == 0]
                 self.stats["left_for_redelivery"] += len(self._buffer) - len(kept)
                 self._buffer = kept
-        log.info("MQTT ingest %s connected to %s (session present: %s)", self.client_id,
-                 self.url.safe(), flags.session_present)
+                self._resent_below = self._generation
+        log.info(t("mqtt.consumer_connected", client=self.client_id, url=self.url.safe(),
+                   session=flags.session_present))
         if self._mqtt5:  # no retained messages on (re)subscribing: each would be stored again
             keep = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
             _, self._subscribe_mid = client.subscribe([(f, keep) for f in self._filters])
@@ -239,7 +251,8 @@ class MqttIngest:
             # carry an old packet id onto the new connection. A new generation starts here.
             self._generation += 1
         if not self._closing:
-            log.warning("MQTT ingest %s lost its connection: %s", self.client_id, rc.getName())
+            log.warning(t("mqtt.consumer_disconnected", client=self.client_id,
+                          reason=rc.getName()))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
@@ -252,12 +265,23 @@ class MqttIngest:
 
     # -- the flush thread ---------------------------------------------------------------
     def _run(self) -> None:
+        delay = RETRY_MIN_S
         while (batch := self._next_batch()) is not None:
             try:
-                self._process(batch)
-            except Exception:  # a bug here must not end ingest; the batch stays unacked
+                stored = self._store(batch)
+            except Exception:
+                # A bug in this consumer (the pipeline keeps what it fails on as dead
+                # letters), before anything of the batch was stored or acknowledged: try the
+                # batch again, as in a storage outage. Left unacknowledged, it would hold
+                # its Receive Maximum slots until the next reconnect.
                 self.stats["internal_errors"] += 1
-                log.exception("MQTT ingest: batch of %d failed", len(batch))
+                log.exception(t("mqtt.batch_failed", count=len(batch), retry_s=round(delay, 2)))
+                if not self._abandon.wait(delay):  # else stop gave up: the broker keeps it
+                    self._retry(batch)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            delay = RETRY_MIN_S
+            self._finish(batch, stored)
 
     def _next_batch(self) -> list[_Received] | None:
         with self._cond:
@@ -276,73 +300,75 @@ class MqttIngest:
             del self._buffer[:self.batch_max]
             return batch
 
-    def _process(self, batch: list[_Received]) -> None:
-        todo: list[tuple[_Received, Inbound]] = []
-        for item in batch:
+    def _retry(self, batch: list[_Received]) -> None:
+        with self._cond:
+            self._buffer[:0] = [r for r in batch
+                                if r.msg.qos == 0 or r.generation >= self._resent_below]
+
+    def _store(self, batch: list[_Received]) -> _Stored:
+        """Hand the batch to the pipeline; what it owns is a prefix of the batch."""
+        todo: list[tuple[int, Inbound]] = []
+        skipped: list[tuple[int, tuple[str, bytes]]] = []
+        claimed: Counter[tuple[str, bytes]] = Counter()  # of _stored_unacked, by this batch
+        for index, item in enumerate(batch):
             msg = item.msg
             payload = bytes(msg.payload)  # already bytes: no copy
             where = topics.parse(msg.topic)
             kind = where.kind if where else None
             if where is None or kind is None:
                 self.stats["outside_contract"] += 1
-                log.debug("MQTT ingest: %s is outside the device contract", msg.topic)
-            elif msg.dup and self._stored_unacked[(msg.topic, payload)] > 0:
+                log.debug(t("mqtt.outside_contract", topic=msg.topic))
+            elif msg.dup and self._stored_unacked[(msg.topic, payload)] > claimed[
+                    (msg.topic, payload)]:
                 # Stored earlier, but the connection ended before its PUBACK went out.
-                self._stored_unacked[(msg.topic, payload)] -= 1
-                self.stats["duplicates_skipped"] += 1
+                claimed[(msg.topic, payload)] += 1
+                skipped.append((index, (msg.topic, payload)))
             else:
-                todo.append((item, Inbound(where.device_id, kind, payload, Protocol.MQTT,
-                                           item.received_ms, topic=msg.topic,
-                                           event=where.name)))
+                todo.append((index, Inbound(where.device_id, kind, payload, Protocol.MQTT,
+                                            item.received_ms, topic=msg.topic,
+                                            event=where.name)))
         outcomes = self._handle([inbound for _, inbound in todo])
-        if outcomes is None:
-            return  # abandoned at stop: the broker redelivers the batch to the next session
-        self.stats["batches"] += 1
-        self._ack(batch)
-        for (_, inbound), outcome in zip(todo, outcomes, strict=True):
-            if outcome is not None and outcome.rejection is not None:
-                self.stats["rejected"] += 1
-                self._reply_error(inbound, outcome)
+        # Up to the first message not stored (stop gave up while the store was down).
+        owned = next((index for (index, _), outcome in zip(todo, outcomes, strict=True)
+                      if outcome is None), len(batch))
+        for index, key in skipped:
+            if index < owned:  # acknowledged below: no copy of it is to come any more
+                self.stats["duplicates_skipped"] += 1
+                self._stored_unacked[key] -= 1
+                if self._stored_unacked[key] <= 0:
+                    del self._stored_unacked[key]
+        replies = [(inbound, outcome) for (index, inbound), outcome
+                   in zip(todo, outcomes, strict=True)
+                   if index < owned and outcome is not None and outcome.rejection is not None]
+        return _Stored(owned, replies)
 
-    def _handle(self, inbound: list[Inbound]) -> list[Outcome | None] | None:
-        """pipeline.handle, retried until the store takes it; None if stop gives up first.
+    def _finish(self, batch: list[_Received], stored: _Stored) -> None:
+        if stored.owned == len(batch):
+            self.stats["batches"] += 1
+        self._ack(batch[:stored.owned])
+        for inbound, outcome in stored.replies:
+            self.stats["rejected"] += 1
+            self._reply_error(inbound, outcome)
 
-        A message that makes the pipeline itself fail (a bug, not the store) would block
-        ingest for good: such messages are found one by one, logged and left out (None).
+    def _handle(self, inbound: list[Inbound]) -> list[Outcome | None]:
+        """Each message's outcome, retried while the store is unavailable.
+
+        A message that makes the pipeline or the database fail becomes an internal_error
+        dead letter (BatchRun). None marks a message not stored when stop gave up.
         """
+        run = BatchRun(self.pipeline, inbound)
         delay = RETRY_MIN_S
-        poison: set[int] = set()
         while True:
-            rest = [m for i, m in enumerate(inbound) if i not in poison]
             try:
-                done = iter(self.pipeline.handle(rest) if rest else [])
-                return [None if i in poison else next(done) for i in range(len(inbound))]
+                run.run()
+                return run.outcomes
             except StorageUnavailable as exc:
                 self.stats["store_failures"] += 1
-                log.warning(t("mqtt.store_unavailable", count=len(rest), detail=str(exc),
-                              retry_s=round(delay, 2)))
-            except Exception:
-                self.stats["store_failures"] += 1
-                log.exception("MQTT ingest: storing a batch of %d failed", len(rest))
-                poison |= self._poison(inbound, poison)
+                log.warning(t("mqtt.store_unavailable", count=run.outcomes.count(None),
+                              detail=str(exc), retry_s=round(delay, 2)))
             if self._abandon.wait(delay):
-                return None
+                return run.outcomes  # the broker redelivers the rest to the next session
             delay = min(delay * 2, RETRY_MAX_S)
-
-    def _poison(self, inbound: list[Inbound], known: set[int]) -> set[int]:
-        found: set[int] = set()
-        for i, msg in enumerate(inbound):
-            if i in known:
-                continue
-            try:
-                self.pipeline.prepare([msg])
-            except StorageUnavailable:
-                return found  # the store is the trouble after all
-            except Exception:
-                found.add(i)
-                self.stats["internal_errors"] += 1
-                log.exception(t("mqtt.poison", topic=msg.topic, payload=msg.payload[:200]))
-        return found
 
     def _ack(self, batch: Sequence[_Received]) -> None:
         """PUBACK, in arrival order, what came on the current connection; remember the rest."""
@@ -352,23 +378,51 @@ class MqttIngest:
             self._ack_locked(batch, self._generation)
 
     def _ack_locked(self, batch: Sequence[_Received], generation: int) -> None:
-        for item in batch:
+        for n, item in enumerate(batch):
             msg = item.msg
             if item.generation == generation:
-                self._client.ack(msg.mid, msg.qos)
+                try:
+                    self._client.ack(msg.mid, msg.qos)
+                except Exception:
+                    # Never seen (paho only queues the packet). Stored but unacknowledged,
+                    # these must not wait for a reconnect that may never come: end the
+                    # connection now; the broker resends them and the copies are only acked.
+                    log.exception(t("mqtt.ack_failed", count=len(batch) - n))
+                    for rest in batch[n:]:
+                        self._remember_stored(rest)
+                    self._drop_connection()
+                    return
                 self.stats["acked"] += 1
-            elif msg.qos > 0:
-                # Its mid may now name another message: the broker resends it (dup) instead.
-                if len(self._stored_unacked) >= _DEDUP_MAX:
-                    self._stored_unacked.clear()
-                self._stored_unacked[(msg.topic, bytes(msg.payload))] += 1
-                self.stats["ack_lost"] += 1
+            else:
+                self._remember_stored(item)
+
+    def _remember_stored(self, item: _Received) -> None:
+        msg = item.msg
+        if msg.qos > 0:
+            # Its mid may now name another message: the broker resends it (dup) instead.
+            if len(self._stored_unacked) >= _DEDUP_MAX:
+                self._stored_unacked.clear()
+            self._stored_unacked[(msg.topic, bytes(msg.payload))] += 1
+            self.stats["ack_lost"] += 1
+
+    def _drop_connection(self) -> None:
+        """End the connection without DISCONNECT: paho reconnects, the session resends."""
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):  # paho's TLS socket is one too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _reply_error(self, inbound: Inbound, outcome: Outcome) -> None:
         assert outcome.rejection is not None
-        body = outcome.rejection.to_dict(self.lang)
-        body["topic"] = inbound.topic
-        info = self._client.publish(topics.errors(inbound.device_id), orjson.dumps(body), qos=1)
+        try:
+            body = outcome.rejection.to_dict(self.lang)
+            body["topic"] = inbound.topic
+            info = self._client.publish(topics.errors(inbound.device_id), orjson.dumps(body),
+                                        qos=1)
+        except Exception:  # the message is owned already: only this answer is lost
+            log.exception(t("mqtt.error_reply_failed", topic=inbound.topic))
+            self.stats["errors_dropped"] += 1
+            return
         if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
             self.stats["errors_sent"] += 1
         else:
@@ -389,6 +443,7 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     `workers` must be the number started (default: worker_count): with one, a worker
     subscribes plainly; with several, shared. Got wrong, every message arrives twice.
     """
+    from wulian.alerting.feed import FeedPublisher
     from wulian.bootstrap import build_core
 
     if not logging.getLogger().handlers:
@@ -401,7 +456,11 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
         signal.signal(sig, lambda *_: stop.set())
     core = build_core(settings, provision_broker=False)
     ingest = MqttIngest.for_broker(core, index, workers)
+    # what this worker stores reaches the serving process's rules and live pages
+    feed = FeedPublisher(BrokerUrl.from_settings(settings), f"wulian-feed-{index}")
+    core.pipeline.subscribe(feed)
     try:
+        feed.start()
         ingest.start()
         while ready is not None and not ready.is_set() and not stop.is_set():
             if ingest.wait_ready(0.1):
@@ -410,5 +469,6 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
             pass
     finally:
         ingest.stop()
+        feed.stop()
         core.close()
-        log.info("ingest worker %d stopped: %s", index, ingest.counters())
+        log.info(t("mqtt.worker_stopped", index=index, counters=ingest.counters()))

@@ -75,7 +75,8 @@ class SysWatcher:
                                       protocol="mqtt", remote=seen.remote)
             self.stats["presence_recorded"] += 1
         except Exception as exc:  # informative only: never worth more than a line
-            log.warning("could not record presence of %s: %s", seen.device_id, exc)
+            key = "mqtt.connect_not_recorded" if seen.connected else "mqtt.disconnect_not_recorded"
+            log.warning(t(key, device=seen.device_id, detail=exc))
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

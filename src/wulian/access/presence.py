@@ -58,9 +58,13 @@ class PresenceParser:
             user = user_match["user"] if user_match else match["client"]
             if not self._is_device(user):
                 return None
+            client = match["client"]
+            # Re-inserted at the end, so the first entry is the longest-connected client:
+            # at the cap that one is forgotten, not every connected client at once.
+            self._client_user.pop(client, None)
             if len(self._client_user) >= self._max:
-                self._client_user.clear()
-            self._client_user[match["client"]] = user
+                del self._client_user[next(iter(self._client_user))]
+            self._client_user[client] = user
             return Presence(user, True, format_remote(match["addr"], match["port"]))
         match = _GONE.search(line)
         if match:

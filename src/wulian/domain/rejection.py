@@ -31,6 +31,9 @@ class RejectCode(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     OVERLOADED = "overloaded"
+    # The platform failed on this message (a bug, or data its database refuses): kept as a
+    # dead letter for the operator instead of blocking or silently dropping it.
+    INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)

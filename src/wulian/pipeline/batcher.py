@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from wulian.domain.message import Inbound, Outcome
 from wulian.domain.rejection import RejectCode, Rejection
-from wulian.i18n import current
-from wulian.pipeline.ingest import Pipeline, dead_letter
+from wulian.i18n import t
+from wulian.pipeline.ingest import BatchRun, Pipeline
 from wulian.ports import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,15 @@ class AsyncBatcher:
     A batch closes at `batch_max` messages, after `batch_ms`, or as soon as the writer is
     free and an event-loop turn brings no new message: alone, a message waits for no one;
     under load, a batch holds what arrived while the previous one was being written.
+    Dead letters are written in the pipeline's language.
     """
 
     def __init__(self, pipeline: Pipeline, batch_max: int = 2000, batch_ms: int = 50, *,
-                 queue_max: int | None = None, lang: str | None = None) -> None:
+                 queue_max: int | None = None) -> None:
         self._pipeline = pipeline
         self._batch_max = batch_max
         self._linger_s = batch_ms / 1000
         self._queue_max = queue_max or 4 * batch_max
-        self._lang = lang
         self._queue: asyncio.Queue[_Item | None] | None = None
         self._task: asyncio.Task[None] | None = None
         # one writer thread: batches are serialised by the store anyway, and a pool of its
@@ -126,34 +126,43 @@ class AsyncBatcher:
     async def _flush(self, items: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            outcomes = await loop.run_in_executor(self._executor, self._handle, items)
-        except Exception as exc:
-            if isinstance(exc, StorageUnavailable):
-                log.warning("ingest batch of %d not stored: %s", len(items), exc)
-            else:
-                log.exception("ingest batch of %d failed", len(items))
+            outcomes, unavailable = await loop.run_in_executor(self._executor, self._handle,
+                                                               items)
+        except Exception as exc:  # a bug here: every waiter hears of it (HTTP 500)
+            log.exception(t("ingest.batch_failed", count=len(items)))
             self.stats["failed_batches"] += 1
             for item in items:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self.stats["batches"] += 1
-        self.stats["messages"] += len(items)
+        stored = len(items) - outcomes.count(None)
+        if unavailable is not None:
+            log.warning(t("ingest.store_unavailable", count=len(items) - stored,
+                          detail=str(unavailable)))
+            self.stats["failed_batches"] += 1
+        if stored:
+            self.stats["batches"] += 1
+            self.stats["messages"] += stored
         for item, outcome in zip(items, outcomes, strict=True):
-            if not item.future.done():  # the caller may have gone (client disconnected)
-                item.future.set_result(outcome)
-
-    def _handle(self, items: list[_Item]) -> list[Outcome]:
-        """In the writer thread: validate, add the pre-decided dead letters, store at once."""
-        batch, fresh = self._pipeline.prepare([i.inbound for i in items if i.refusal is None])
-        lang = self._lang or current()
-        outcomes: list[Outcome] = []
-        pending = iter(fresh)
-        for item in items:
-            if item.refusal is None:
-                outcomes.append(next(pending))
+            if item.future.done():  # the caller may have gone (client disconnected)
                 continue
-            batch.rejections.append(dead_letter(item.inbound, item.refusal, lang))
-            outcomes.append(Outcome(rejection=item.refusal))
-        self._pipeline.commit(batch)
-        return outcomes
+            if outcome is not None:
+                item.future.set_result(outcome)
+            else:
+                assert unavailable is not None
+                item.future.set_exception(unavailable)
+
+    def _handle(self, items: list[_Item],
+                ) -> tuple[list[Outcome | None], StorageUnavailable | None]:
+        """In the writer thread: each message's outcome, None for those not stored.
+
+        A message that makes the pipeline or the database fail is kept as an internal_error
+        dead letter and its neighbours are stored (BatchRun); if the store becomes
+        unavailable part-way, what was stored already keeps its answer.
+        """
+        run = BatchRun(self._pipeline, [i.inbound for i in items], [i.refusal for i in items])
+        try:
+            run.run()
+        except StorageUnavailable as exc:
+            return run.outcomes, exc
+        return run.outcomes, None

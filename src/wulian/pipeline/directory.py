@@ -42,7 +42,8 @@ class DeviceDirectory:
         self._epoch_check_s = min(1.0, ttl_s)
         self._epoch = -1
         self._epoch_checked = float("-inf")
-        self._models: dict[str, tuple[float, CompiledModel | None]] = {}
+        # product id -> (expires, compiled model or None, the registry epoch it was read at)
+        self._models: dict[str, tuple[float, CompiledModel | None, int]] = {}
         # (device id, digest of the secret) -> (expires, the stored hash it was checked
         # against). A digest, not the secret: no plaintext secret lingers in memory. Long-lived
         # because the device state itself is re-read every `ttl_s`; only the scrypt is saved.
@@ -51,16 +52,20 @@ class DeviceDirectory:
         self._scrypt_slots = threading.BoundedSemaphore(max_concurrent_checks)
         self._lock = threading.Lock()
 
-    def _model(self, product_id: str, now: float) -> CompiledModel | None:
+    def _model(self, product_id: str, now: float, epoch: int) -> CompiledModel | None:
         hit = self._models.get(product_id)
         if hit and hit[0] > now:
+            return hit[1]
+        if hit and hit[2] == epoch:
+            # Expired, but no product changed since it was read: renew it as devices are.
+            self._models[product_id] = (self._epoch_checked + self._ttl, hit[1], epoch)
             return hit[1]
         model = self._store.get_product(product_id)
         compiled = CompiledModel(model) if model else None
         # Recompiling costs ~1 ms; keep a compiled model while the document is unchanged.
         if hit and hit[1] is not None and model is not None and hit[1].model == model:
             compiled = hit[1]
-        self._models[product_id] = (now + self._ttl, compiled)
+        self._models[product_id] = (now + self._ttl, compiled, epoch)
         return compiled
 
     def lookup(self, device_id: str) -> Known | Rejection:
@@ -97,7 +102,7 @@ class DeviceDirectory:
             elif not device.active:
                 entry = Rejection(RejectCode.DEVICE_DISABLED, params={"device": device_id})
             else:
-                model = self._model(device.product, now)
+                model = self._model(device.product, now, epoch)
                 entry = (Known(device, model) if model else
                          Rejection(RejectCode.UNKNOWN_PRODUCT, params={"product": device.product}))
             if len(self._devices) >= self._max:

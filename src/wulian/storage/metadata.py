@@ -238,12 +238,19 @@ class SqlMetadata:
         """Replace a device's secret hash; NotFound when absent."""
         return self._change_device(device_id, {"secret_hash": secret_hash})
 
+    def _lock_out_writers(self, conn: Connection) -> None:
+        """First in delete_device's transaction: hold batch writes off until it ends.
+
+        Nothing to do on SQLite, where BEGIN IMMEDIATE already admits one writer at a time.
+        """
+
     def delete_device(self, device_id: str) -> bool:
         """Remove a device, its series, points, latest values, events and status.
 
         Dead letters stay: they are an audit trail of what was refused.
         """
         with self._writing() as conn:
+            self._lock_out_writers(conn)
             if conn.scalar(select(devices.c.id).where(devices.c.id == device_id)) is None:
                 return False
             sids = select(series.c.id).where(series.c.device_id == device_id)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import errors as pg_errors
-from sqlalchemy import create_engine, make_url, text
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, create_engine, make_url, text
 
 from wulian.domain.message import WriteBatch
 from wulian.ports import StorageUnavailable
@@ -25,6 +28,15 @@ from wulian.storage.telemetry import (
 
 DEADLOCK_RETRIES = 3
 CONNECT_TIMEOUT_S = 5
+# Held shared by every batch write and exclusively by delete_device, for their whole
+# transactions: a batch that already saw the device cannot commit its series, points or
+# events after the delete has removed the device's (READ COMMITTED hides each other's
+# uncommitted rows, so both would succeed and leave orphans). Next to the migration lock.
+DEVICE_DELETE_LOCK = 0x77756C69616E0001
+# Counter rows per name (see telemetry.SHARD_SEP): ingest workers, each on its own, no
+# longer queue behind one another's commits on the same rows.
+COUNTER_SHARDS = 8
+_instances = itertools.count()
 
 # Points go in as one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING.
 # Measured on this 2-core box (2,500-point batches, alternating in one process): COPY into a
@@ -117,6 +129,8 @@ class PostgresStore(SqlStore):
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._series = SeriesIds()
+        # Worker processes started together have consecutive pids: distinct shards.
+        self._shard = (os.getpid() + next(_instances)) % COUNTER_SHARDS
 
     def close(self) -> None:
         """Close the writer connection and the engine's pool."""
@@ -146,7 +160,12 @@ class PostgresStore(SqlStore):
                 self._conn = None
 
     def write(self, batch: WriteBatch) -> int:
-        """Store a batch in one transaction (duplicates ignored); returns points inserted."""
+        """Store a batch in one transaction (duplicates ignored); returns points inserted.
+
+        StorageUnavailable only when the database cannot be reached or keeps rolling the
+        batch back; any other error (a row it refuses) is the batch's and propagates as it
+        is: retried, it would fail again, and it would look like an outage forever.
+        """
         with self._lock:
             for attempt in range(1, DEADLOCK_RETRIES + 1):
                 try:
@@ -158,14 +177,24 @@ class PostgresStore(SqlStore):
                     if attempt == DEADLOCK_RETRIES:
                         raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
                     continue
-                except psycopg.OperationalError as exc:
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     self._drop()  # the next call reconnects
                     raise StorageUnavailable(f"PostgreSQL unavailable: {exc}") from exc
-                except psycopg.Error as exc:
-                    raise StorageUnavailable(f"PostgreSQL write failed: {exc}") from exc
+                except BaseException:
+                    self._drop_if_unusable()
+                    raise
                 self._series.keep(epoch, fresh)
                 return inserted
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_if_unusable(self) -> None:
+        conn = self._conn
+        if conn is not None and (conn.broken
+                                 or conn.info.transaction_status != TransactionStatus.IDLE):
+            self._drop()
+
+    def _lock_out_writers(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEVICE_DELETE_LOCK})
 
     def _resolve(self, cur: psycopg.Cursor[tuple[Any, ...]],
                  keys: list[SeriesKey]) -> dict[SeriesKey, int]:
@@ -185,6 +214,9 @@ class PostgresStore(SqlStore):
     def _write(self, conn: psycopg.Connection[tuple[Any, ...]],
                batch: WriteBatch) -> tuple[int, dict[SeriesKey, int], int]:
         cur = conn.cursor()
+        # A statement of its own: a statement reads the snapshot taken when it started, and
+        # the epoch must be read after any delete_device we waited for has committed.
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (DEVICE_DELETE_LOCK,))
         cur.execute("SELECT value FROM counters WHERE name = %s", (SERIES_EPOCH,))
         row = cur.fetchone()
         epoch = int(row[0]) if row else 0
@@ -212,7 +244,7 @@ class PostgresStore(SqlStore):
             cur.execute(_UPSERT_SEEN, _columns(sorted(
                 (d, s.ts, s.protocol, _clean(s.remote), ip_version(s.remote))
                 for d, s in batch.seen.items()), 5))
-        bumps = counter_bumps(batch, inserted, events)
+        bumps = counter_bumps(batch, inserted, events, self._shard)
         cur.execute(_BUMP, (list(bumps), list(bumps.values())))
         return inserted, fresh, epoch
 

@@ -164,7 +164,11 @@ class SqliteStore(SqlStore):
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):  # the file may be gone
                         self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.DatabaseError):
+                # Locked, I/O, disk full, read-only, or a damaged file: the database's state,
+                # not the batch's. Any other error (a constraint, a value it cannot bind) is
+                # the batch's and propagates: retried, it would fail again forever.
+                if (isinstance(exc, sqlite3.OperationalError)
+                        or type(exc) is sqlite3.DatabaseError):
                     raise StorageUnavailable(f"SQLite write failed: {exc}") from exc
                 raise
 

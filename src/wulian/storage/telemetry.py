@@ -33,6 +33,9 @@ Row = tuple[int, int, float | None, str | None]  # a points/latest row: sid, ts,
 SeriesKey = tuple[str, str]  # (device id, property)
 STANDARD_COUNTERS = ("messages_accepted", "messages_rejected", "points_stored",
                      "events_stored")
+# A counter may be kept in several rows, `name@shard`, so concurrent writers do not queue
+# on one row lock per counter; reading adds the rows of a name up.
+SHARD_SEP = "@"
 TEXT_TYPES = frozenset({"string", "enum"})
 NUMERIC_ONLY = frozenset({"avg", "sum", "min", "max"})
 
@@ -135,13 +138,19 @@ def decode(vtype: str | None, num: float | None, txt: str | None) -> Value:
     return _plain(num)  # property no longer in the model: the best guess from the value
 
 
-def counter_bumps(batch: WriteBatch, points: int, events: int) -> dict[str, int]:
-    """The counter increments one stored batch makes (zeros left out, sorted by name)."""
+def counter_bumps(batch: WriteBatch, points: int, events: int,
+                  shard: int | None = None) -> dict[str, int]:
+    """The counter increments one stored batch makes (zeros left out, sorted by row name).
+
+    With `shard`, into the rows `name@shard` (see SHARD_SEP).
+    """
     bumps: Counter[str] = Counter({
         "messages_accepted": batch.accepted, "messages_rejected": len(batch.rejections),
         "points_stored": points, "events_stored": events})
     bumps.update(f"rejected.{r.code}" for r in batch.rejections)
-    return {name: n for name, n in sorted(bumps.items()) if n}
+    suffix = "" if shard is None else f"{SHARD_SEP}{shard}"
+    # Sorted: writers sharing rows lock them in one order, so they never deadlock.
+    return dict(sorted((f"{name}{suffix}", n) for name, n in bumps.items() if n))
 
 
 def _plain(num: float | None) -> Value:
@@ -261,5 +270,8 @@ class SqlStore(SqlMetadata):
         """messages_accepted, messages_rejected, points_stored, events_stored, rejected.<code>."""
         with self._reading() as conn:
             rows = conn.execute(select(counters.c.name, counters.c.value)).all()
-        found = {name: int(value) for name, value in rows if not name.startswith("_")}
-        return {**dict.fromkeys(STANDARD_COUNTERS, 0), **found}
+        found: Counter[str] = Counter(dict.fromkeys(STANDARD_COUNTERS, 0))
+        for name, value in rows:
+            if not name.startswith("_"):  # epochs and other internal markers
+                found[name.partition(SHARD_SEP)[0]] += int(value)
+        return dict(found)

@@ -16,6 +16,7 @@ from wulian.access.presence import format_remote
 from wulian.api.deps import RETRY_AFTER_S, ApiError, DeviceAuth
 from wulian.domain.message import Inbound, Kind, Protocol
 from wulian.domain.rejection import RejectCode, Rejection
+from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.pipeline.directory import Known
 from wulian.pipeline.ingest import DEAD_LETTER_PAYLOAD_MAX, now_ms
@@ -31,6 +32,7 @@ STATUS = {
     RejectCode.DEVICE_DISABLED: 403, RejectCode.FORBIDDEN_TOPIC: 403,
     RejectCode.UNKNOWN_TOPIC: 404, RejectCode.UNKNOWN_PRODUCT: 409,
     RejectCode.STORAGE_UNAVAILABLE: 503, RejectCode.OVERLOADED: 503,
+    RejectCode.INTERNAL_ERROR: 500,  # the platform's fault, not the sender's
 }
 _HEADERS = {
     RejectCode.BAD_CREDENTIALS: {"WWW-Authenticate": 'Basic realm="wulian"'},
@@ -86,7 +88,8 @@ async def _refuse(batcher: AsyncBatcher, inbound: Inbound, rejection: Rejection)
     try:
         await batcher.submit(inbound, rejection)
     except Exception:  # the sender still hears why it was refused
-        log.warning("dead letter for %s not stored", inbound.device_id, exc_info=True)
+        log.warning(t("ingest.dead_letter_not_stored", device=inbound.device_id,
+                      topic=inbound.topic), exc_info=True)
     return refusal(rejection)
 
 
