@@ -138,8 +138,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = core.settings
-        batcher = AsyncBatcher(core.pipeline, settings.batch_max, settings.batch_ms,
-                               lang=settings.lang)
+        batcher = AsyncBatcher(core.pipeline, settings.batch_max, settings.batch_ms)
         await batcher.start()
         app.state.batcher = batcher
         try:
