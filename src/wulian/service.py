@@ -135,6 +135,7 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     )
     from wulian.alerting.feed import FeedSubscriber
     from wulian.api.app import create_app
+    from wulian.metrics import CounterSampler
 
     settings = core.settings
     token, created = admin_token(settings)
@@ -185,7 +186,10 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     actions = start_actions(core, platform_url)
 
     console_password = await asyncio.to_thread(first_admin, core)
+    sampler = CounterSampler(core.store)  # messages/s over 24 h for the console's overview
+    await asyncio.to_thread(sampler.start)
     app = create_app(core, admin_token=token)
+    app.state.sampler = sampler
     app.state.outbox = actions.outbox
     app.state.delivery_worker = actions.worker
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
@@ -230,5 +234,6 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
             await asyncio.to_thread(feed.stop)
         await asyncio.to_thread(core.rules.stop)
         await asyncio.to_thread(actions.stop)
+        await asyncio.to_thread(sampler.stop)
         if broker is not None:
             await broker.stop()

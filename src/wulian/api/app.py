@@ -30,6 +30,7 @@ from wulian.api.routes import (
     deliveries,
     devices,
     ingest,
+    overview,
     products,
     rejections,
     rules,
@@ -39,6 +40,7 @@ from wulian.api.routes import (
     telemetry,
 )
 from wulian.bootstrap import Core
+from wulian.console import mount_console
 from wulian.domain.account import AccountError, Role
 from wulian.domain.device import DeviceError
 from wulian.domain.rejection import RejectCode, Rejection
@@ -159,7 +161,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     # Every console role may read; changing needs the role named (the admin token is admin).
     read_admin = [Depends(read_or_admin)]
     for module in (products, devices, telemetry, rejections, rules, deliveries, stream,
-                   scenarios):
+                   scenarios, overview):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=read_admin)
     # operators handle alarms (acknowledge, clear); only admins change what raises them
     app.include_router(alarms.router, prefix=API_PREFIX,
@@ -211,5 +213,6 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
         return _error(ApiError(exc.status_code, code, headers=dict(exc.headers or {}), params={
             "status": exc.status_code, "path": request.url.path}), request_lang(request))
 
+    mount_console(app)  # after the API: its catch-all page routes must not shadow it
     app.add_middleware(CatchAll)
     return app

@@ -240,3 +240,15 @@ sessions = Table(
     Index("ix_sessions_username", "username"),
     Index("ix_sessions_expires", "expires_ms"),
 )
+
+# --- platform metrics over time -------------------------------------------------------
+
+# One row per counter and minute: the counter's value at the minute's last sample. Rates
+# per minute are differences of consecutive rows; `wulian.metrics` writes and prunes them.
+counter_samples = Table(
+    "counter_samples", metadata,
+    Column("name", String(128), nullable=False),
+    Column("minute_ms", BigInteger, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "minute_ms", name="pk_counter_samples"),
+)

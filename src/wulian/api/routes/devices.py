@@ -99,6 +99,8 @@ def list_devices(
     online: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[bool, Query(description="add each device's `status`, as GET "
+                                              "/devices/{id} shows it")] = False,
 ) -> dict[str, Any]:
     """Devices matching all the given filters, in id order."""
     tag_pair = tuple(tag.split(":", 1)) if tag else None
@@ -107,7 +109,10 @@ def list_devices(
         devices = core.store.list_devices(**filters, limit=limit, offset=offset)
     else:
         devices = _filter_online(core, filters, online, limit, offset)
-    return {"data": [d.public() for d in devices], "limit": limit, "offset": offset}
+    # opt-in: a status is one more lookup per device, which plain listings need not pay
+    rows = [{**d.public(), "status": _status(core, d.id)} if status else d.public()
+            for d in devices]
+    return {"data": rows, "limit": limit, "offset": offset}
 
 
 def _filter_online(core: Core, filters: dict[str, Any], online: bool, limit: int,
