@@ -245,3 +245,107 @@ def test_an_overloaded_rules_thread_holds_ingest_back_then_skips_visibly(
     svc.submit(big)  # would need 4: waits, then is skipped and counted
     assert svc.stats["skipped_batches"] == 1 and svc.stats["skipped_points"] == 2
     assert svc._waiting == 2
+
+
+# --- what the review of the wiring found ------------------------------------------------
+
+
+def test_a_comment_the_database_cannot_take_does_not_stop_alarms(core: Core) -> None:
+    core.rule_store.put_rule(parse_rule(HOT))
+    svc = service(core, Clock())
+    try:
+        svc.submit(point("d1", T0, 35))
+        settle(svc)
+        svc.acknowledge(f"hot/d1/{T0}", "alice", "a\x00b")  # PostgreSQL refuses NUL in text
+        stored = core.rule_store.get_alarm(f"hot/d1/{T0}")
+        assert stored is not None and stored.alarm.ack_comment == "a\ufffdb"
+        svc.submit(point("d2", T0 + 1000, 40))  # later alarms are still stored
+        settle(svc)
+        assert core.rule_store.get_alarm(f"hot/d2/{T0 + 1000}") is not None
+    finally:
+        svc.stop()
+
+
+def test_an_alarm_decided_but_not_yet_stored_survives_a_cli_change(core: Core) -> None:
+    core.rule_store.put_rule(parse_rule(HOT))
+    svc = service(core, Clock())
+    try:
+        svc.submit(point("d1", T0, 35))
+        settle(svc)
+
+        def race() -> None:
+            # d2's alarm is decided in memory; meanwhile the CLI clears d1's alarm
+            svc._collect(svc.engine.observe(point("d2", T0 + 10, 41), svc._device))
+            core.rule_store.clear(f"hot/d1/{T0}", "carol")
+            svc._check_epochs()
+            svc._flush()
+
+        svc.call(race)
+        open_now = {r.alarm.subject for r in core.rule_store.list_alarms(
+            AlarmQuery(state="open"))}
+        assert open_now == {"d2"}
+        assert [a.subject for a in svc.call(svc.engine.alarms.open_alarms)] == ["d2"]
+    finally:
+        svc.stop()
+
+
+def test_an_acknowledge_not_stored_is_not_done(core: Core,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from wulian.ports import StorageUnavailable
+
+    core.rule_store.put_rule(parse_rule(HOT))
+    svc = service(core, Clock())
+    try:
+        svc.submit(point("d1", T0, 35))
+        settle(svc)
+        real = core.rule_store.apply
+
+        def down(*args: Any, **kw: Any) -> Any:
+            raise StorageUnavailable("database unavailable: test")
+
+        monkeypatch.setattr(core.rule_store, "apply", down)
+        with pytest.raises(StorageUnavailable):
+            svc.acknowledge(f"hot/d1/{T0}", "alice")
+        monkeypatch.setattr(core.rule_store, "apply", real)
+        change = svc.acknowledge(f"hot/d1/{T0}", "alice")  # a retry is not "already done"
+        assert change.kind is ChangeKind.ACKNOWLEDGED
+        stored = core.rule_store.get_alarm(f"hot/d1/{T0}")
+        assert stored is not None and stored.alarm.state is AlarmState.ACKNOWLEDGED
+    finally:
+        svc.stop()
+
+
+def test_a_stored_rule_that_no_longer_parses_is_skipped(core: Core) -> None:
+    from wulian.storage.schema import rules as rules_table
+
+    core.rule_store.put_rule(parse_rule(HOT))
+    with core.rule_store.engine.begin() as conn:
+        conn.execute(rules_table.insert().values(
+            id="from-the-future", name="x", doc={"id": "from-the-future", "teleport": 1},
+            enabled=True, version=1, created_ms=T0, updated_ms=T0))
+    assert [s.rule.id for s in core.rule_store.list_rules()] == ["hot"]
+    svc = service(core, Clock())
+    try:
+        svc.submit(point("d1", T0, 35))
+        settle(svc)
+        assert core.rule_store.get_alarm(f"hot/d1/{T0}") is not None
+    finally:
+        svc.stop()
+
+
+def test_a_deleted_devices_open_alarm_clears(core: Core) -> None:
+    core.rule_store.put_rule(parse_rule(HOT))
+    clock = Clock()
+    svc = service(core, clock)
+    try:
+        svc.submit(point("d1", T0, 35))
+        settle(svc)
+        core.registry.delete_device("d1")
+        clock.now = T0 + 5000
+        svc.call(svc._check_epochs)
+        settle(svc)
+        stored = core.rule_store.get_alarm(f"hot/d1/{T0}")
+        assert stored is not None and stored.alarm.state is AlarmState.CLEARED
+        assert stored.alarm.cleared_ms == T0 + 5000
+    finally:
+        svc.stop()

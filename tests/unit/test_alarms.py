@@ -124,3 +124,24 @@ def test_a_person_clearing_a_still_true_condition_is_not_re_raised_until_it_lets
     assert point(2000, 95) == []  # still hot: a person said it is handled
     assert point(3000, 70) == []  # the condition let go: armed again
     assert point(4000, 85) == ["raised"]
+
+
+def test_an_alarm_raised_again_in_the_same_millisecond_gets_a_new_id() -> None:
+    from wulian.rules.alarms import AlarmBook
+    from wulian.rules.model import Severity
+
+    book = AlarmBook()
+    first = book.fire("r", "Rule", "d", Severity.MAJOR, 1000, 1.0)
+    assert first is not None and first.alarm_id == "r/d/1000"
+    assert book.auto_clear("r", "Rule", "d", 1000, 0.0) is not None
+    again = book.fire("r", "Rule", "d", Severity.MAJOR, 1000, 2.0)
+    assert again is not None and again.alarm_id == "r/d/1001"
+    assert again.ts == 1000  # the time it was raised is the reading's, only the id moves
+    restored = AlarmBook()
+    alarm = book.get("r", "d")
+    assert alarm is not None
+    restored.restore(alarm)  # after a restart the next id still moves past it
+    book.auto_clear("r", "Rule", "d", 1001, 0.0)
+    restored.auto_clear("r", "Rule", "d", 1001, 0.0)
+    third = restored.fire("r", "Rule", "d", Severity.MAJOR, 1001, 3.0)
+    assert third is not None and third.alarm_id == "r/d/1002"

@@ -25,7 +25,7 @@ from wulian.domain.message import WriteBatch
 from wulian.i18n import t
 from wulian.pipeline.directory import DeviceDirectory, Known
 from wulian.ports import MetadataStore, StorageUnavailable
-from wulian.rules.alarms import AlarmChange, AlarmState
+from wulian.rules.alarms import GROUP, Alarm, AlarmChange, AlarmState, ChangeKind
 from wulian.rules.conditions import NoData
 from wulian.rules.engine import DeviceInfo, RuleEngine
 from wulian.rules.model import Rule
@@ -37,9 +37,14 @@ TICK_MS = 1000
 QUEUE_POINTS_MAX = 500_000  # points waiting for evaluation before ingest is held back
 SUBMIT_WAIT_S = 5.0  # how long ingest is held back before the batch is skipped (counted)
 RETRY_S = 1.0
+PENDING_MAX = 100_000  # alarm changes held while the database is down
 
 ChangeListener = Callable[[AlarmChange], None]
 Planner = Callable[[Rule, AlarmChange, int], list[dict[str, Any]]]
+
+
+class RulesBusy(RuntimeError):
+    """The rules thread did not get to a request in time; it was withdrawn, not done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +136,13 @@ class RulesService:
             return fn()
         future: Future[T] = Future()
         self._queue.put(_Call(fn, future))
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            # not done by now: it must not happen later behind the caller's back
+            if future.cancel():
+                raise RulesBusy() from None
+            return future.result()
 
     def acknowledge(self, alarm_id: str, by: str, comment: str | None = None) -> AlarmChange:
         """Acknowledge an open alarm (AlarmError when it cannot be)."""
@@ -142,8 +153,9 @@ class RulesService:
         return self.call(lambda: self._person(alarm_id, by, comment, ack=False))
 
     def reload(self) -> None:
-        """Re-read the rule set now (normally noticed within a second)."""
-        self.call(self._sync_rules)
+        """Re-read the rule set soon, without waiting (it is noticed within a second anyway)."""
+        if self._thread is not None:
+            self._queue.put(_Call(self._sync_rules, Future()))
 
     # --- the thread --------------------------------------------------------------------
 
@@ -157,6 +169,11 @@ class RulesService:
                     loaded = True
                 except StorageUnavailable as exc:
                     self._storage_down(exc)
+                    continue
+                except Exception:  # never leave `running` true over a dead thread
+                    self.stats["errors"] += 1
+                    log.exception(t("rules.log.error"))
+                    time.sleep(RETRY_S)
                     continue
             now = self._clock()
             timeout = max(0.0, (next_tick - now) / 1000)
@@ -173,6 +190,7 @@ class RulesService:
                 now = self._clock()
                 if item is _TICK or now >= next_tick:
                     next_tick = now + TICK_MS
+                    self._flush()  # what memory decided is stored before it is compared
                     self._check_epochs()
                     self._collect(self.engine.tick(now))
                 self._flush()
@@ -225,6 +243,7 @@ class RulesService:
         for record in self.rules.open_alarms():
             self.engine.alarms.restore(record.alarm)
         self._epochs = self.rules.epochs()
+        self._registry_epoch = self.store.registry_epoch()
 
     def _check_epochs(self) -> None:
         rules_epoch, alarms_epoch = self.rules.epochs()
@@ -233,6 +252,22 @@ class RulesService:
         if alarms_epoch != self._epochs[1]:
             self._sync_alarms()
         self._epochs = (rules_epoch, alarms_epoch)
+        registry_epoch = self.store.registry_epoch()
+        if registry_epoch != self._registry_epoch:
+            self._registry_epoch = registry_epoch
+            self._sweep_deleted()
+
+    def _sweep_deleted(self) -> None:
+        """A deleted device's open alarms clear and its rule state goes (no-data would
+        otherwise fire for it forever)."""
+        now = self._clock()
+        for alarm in self.engine.alarms.open_alarms():
+            if alarm.subject != GROUP and self.store.get_device(alarm.subject) is None:
+                change = self.engine.alarms.auto_clear(alarm.rule_id, "", alarm.subject, now,
+                                                       alarm.value)
+                if change is not None:
+                    self._collect([change])
+                self.engine.forget_device(alarm.subject)
 
     def _sync_rules(self) -> None:
         stored = {s.rule.id: s.rule for s in self.rules.list_rules()}
@@ -241,10 +276,23 @@ class RulesService:
             self.engine.remove_rule(rule_id)  # the store already cleared its alarms
         for rule_id, rule in stored.items():
             if rule_id not in current or current[rule_id].doc != rule.doc:
+                now = self._clock()
                 for alarm in self.engine.put_rule(rule):
-                    self.engine.alarms.restore(alarm)  # a new version keeps open alarms
+                    # a new version keeps the open alarms it would still raise
+                    self.engine.alarms.restore(alarm)
+                    if not self._in_scope(rule, alarm.subject):
+                        change = self.engine.alarms.auto_clear(rule.id, rule.name,
+                                                               alarm.subject, now, alarm.value)
+                        if change is not None:
+                            self._collect([change])
                 self._track(rule)
         self.stats["rules"] = len(stored)
+
+    def _in_scope(self, rule: Rule, subject: str) -> bool:
+        if rule.group or subject == GROUP:
+            return rule.group and subject == GROUP
+        device = self._device(subject)
+        return device is not None and rule.scope.matches(subject, device.product, device.tags)
 
     def _track(self, rule: Rule) -> None:
         """Start no-data timers of a rule for the devices in its scope."""
@@ -268,7 +316,10 @@ class RulesService:
     def _sync_alarms(self) -> None:
         """Follow acknowledges and clears people made without this service (the CLI)."""
         stored = {r.alarm.id: r.alarm for r in self.rules.open_alarms()}
+        pending = {c.alarm_id for c in self._pending}
         for alarm in self.engine.alarms.open_alarms():
+            if alarm.id in pending:
+                continue  # decided here, not yet stored: not "cleared elsewhere"
             now_stored = stored.get(alarm.id)
             if now_stored is None:
                 record = self.rules.get_alarm(alarm.id)
@@ -286,9 +337,20 @@ class RulesService:
                 alarm_id, by, comment)
             self._notify([change])
             return change
+        before = self.engine.alarms.find(alarm_id)
         change = (self.engine.acknowledge if ack else self.engine.clear)(alarm_id, by, comment)
         self._collect([change])
-        self._flush()
+        try:
+            self._flush()
+        except StorageUnavailable:
+            # not stored, so not done: the person is told so (503) and may try again
+            self._pending.remove(change)
+            self._pending_rows = [r for r in self._pending_rows
+                                  if not (r["alarm_id"] == alarm_id and
+                                          r["change"] == change.kind.value)]
+            if before is not None:
+                self.engine.alarms.restore(before)
+            raise
         return change
 
     # --- storing -----------------------------------------------------------------------
@@ -314,10 +376,18 @@ class RulesService:
         if not self._pending and not updated:
             return
         try:
-            written = self.rules.apply(self._pending, updated, self._pending_rows)
+            written, dropped = self.rules.apply(self._pending, updated, self._pending_rows)
         except StorageUnavailable:
             self.engine.alarms.requeue(updated)  # written with the next attempt
+            if len(self._pending) > PENDING_MAX:  # a long outage: keep the newest
+                self.stats["changes_lost"] += len(self._pending) - PENDING_MAX
+                self._pending = self._pending[-PENDING_MAX:]
             raise
+        except Exception:
+            # the database refuses something in it (not an outage): store what it takes
+            written, dropped = self._flush_one_by_one(updated)
+        for alarm_id in dropped:
+            self.engine.alarms.drop(alarm_id)  # memory follows the store
         had_rows = bool(self._pending_rows)
         self._pending, self._pending_rows = [], []
         self.stats["changes"] += len(written)
@@ -325,6 +395,34 @@ class RulesService:
         if had_rows:
             for waker in self._wakers:
                 waker()
+
+    def _flush_one_by_one(self, updated: list[Alarm]) -> tuple[list[AlarmChange], list[str]]:
+        written: list[AlarmChange] = []
+        dropped: list[str] = []
+        for change in self._pending:
+            rows = [r for r in self._pending_rows if r["alarm_id"] == change.alarm_id
+                    and r["change"] == change.kind.value]
+            try:
+                done, lost = self.rules.apply([change], [], rows)
+            except StorageUnavailable:
+                raise
+            except Exception:
+                self.stats["changes_refused"] += 1
+                log.exception(t("rules.log.refused", alarm=change.alarm_id))
+                if change.kind is ChangeKind.RAISED:
+                    dropped.append(change.alarm_id)
+                continue
+            written.extend(done)
+            dropped.extend(lost)
+        for alarm in updated:
+            try:
+                self.rules.apply([], [alarm], [])
+            except StorageUnavailable:
+                raise
+            except Exception:
+                self.stats["changes_refused"] += 1
+                log.exception(t("rules.log.refused", alarm=alarm.id))
+        return written, dropped
 
     def _notify(self, changes: list[AlarmChange]) -> None:
         for change in changes:

@@ -99,6 +99,9 @@ class AlarmBook:
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], Alarm] = {}
         self._dirty: dict[str, Alarm] = {}
+        # the time part of the last id handed out per (rule, subject), so an alarm raised
+        # again in the same millisecond its predecessor was raised or cleared gets a new id
+        self._last_id_ts: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._open)
@@ -118,7 +121,18 @@ class AlarmBook:
     def restore(self, alarm: Alarm) -> None:
         """Put back an open alarm loaded from storage (after a restart)."""
         if alarm.open:
-            self._open[(alarm.rule_id, alarm.subject)] = alarm
+            key = (alarm.rule_id, alarm.subject)
+            self._open[key] = alarm
+            id_ts = int(alarm.id.rpartition("/")[2] or 0)
+            self._last_id_ts[key] = max(self._last_id_ts.get(key, id_ts), id_ts)
+
+    def drop(self, alarm_id: str) -> Alarm | None:
+        """Forget an open alarm without a transition (its raise was never stored)."""
+        alarm = self.find(alarm_id)
+        if alarm is not None:
+            del self._open[(alarm.rule_id, alarm.subject)]
+            self._dirty.pop(alarm.id, None)
+        return alarm
 
     def fire(self, rule_id: str, rule_name: str, subject: str, severity: Severity, ts: int,
              value: Value | None) -> AlarmChange | None:
@@ -130,7 +144,10 @@ class AlarmBook:
                               last_ms=max(alarm.last_ms, ts))
             self._open[key] = self._dirty[alarm.id] = updated
             return None
-        alarm = Alarm(id=f"{rule_id}/{subject}/{ts}", rule_id=rule_id, subject=subject,
+        last = self._last_id_ts.get(key)
+        id_ts = ts if last is None or ts > last else last + 1
+        self._last_id_ts[key] = id_ts
+        alarm = Alarm(id=f"{rule_id}/{subject}/{id_ts}", rule_id=rule_id, subject=subject,
                       severity=severity, state=AlarmState.ACTIVE, raised_ms=ts, last_ms=ts,
                       count=1, value=value, first_value=value)
         self._open[key] = alarm

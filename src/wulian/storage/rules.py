@@ -7,9 +7,10 @@ announced through the `_alarms_epoch` counter, which the service watches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -29,11 +30,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from wulian.domain.clock import now_ms
+from wulian.i18n import t
 from wulian.ports import Conflict, NotFound, StorageUnavailable
 from wulian.rules.alarms import Alarm, AlarmChange, AlarmError, AlarmState, ChangeKind
-from wulian.rules.model import Rule, Severity, parse_rule
+from wulian.rules.model import Rule, RuleError, Severity, parse_rule
 from wulian.storage.schema import action_deliveries, alarm_changes, alarms, counters, rules
 
+log = logging.getLogger(__name__)
 RULES_EPOCH = "_rules_epoch"  # bumped with every rule change: the service reloads its set
 ALARMS_EPOCH = "_alarms_epoch"  # bumped when a person changes an alarm outside the service
 UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
@@ -77,6 +80,18 @@ class AlarmQuery:
     until: int | None = None
     limit: int = 100
     offset: int = 0
+
+
+def _clean_value(value: Any) -> Any:
+    # PostgreSQL's text and JSONB take no NUL character; a device may still send one
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+def _clean_change(change: AlarmChange) -> AlarmChange:
+    if isinstance(change.value, str) or change.comment or change.by:
+        return replace(change, value=_clean_value(change.value),
+                       comment=_clean_value(change.comment), by=_clean_value(change.by))
+    return change
 
 
 def _alarm(row: Row[Any]) -> AlarmRecord:
@@ -169,15 +184,23 @@ class SqlRules:
             row = conn.execute(select(rules).where(rules.c.id == rule_id)).first()
         return self._stored(row) if row is not None else None
 
-    def list_rules(self) -> list[StoredRule]:
-        with self._reading() as conn:
-            rows = conn.execute(select(rules).order_by(rules.c.id)).all()
-        return [self._stored(row) for row in rows]
-
     @staticmethod
     def _stored(row: Row[Any]) -> StoredRule:
         m = row._mapping
         return StoredRule(parse_rule(m["doc"]), m["version"], m["created_ms"], m["updated_ms"])
+
+    def list_rules(self) -> list[StoredRule]:
+        """Every stored rule that parses; one that no longer does is logged and skipped."""
+        with self._reading() as conn:
+            rows = conn.execute(select(rules).order_by(rules.c.id)).all()
+        found = []
+        for row in rows:
+            try:
+                found.append(self._stored(row))
+            except RuleError as exc:
+                # e.g. written by a newer version: the others must still run
+                log.error(t("rules.log.unparseable", rule=row._mapping["id"], detail=str(exc)))
+        return found
 
     def delete_rule(self, rule_id: str, *, by: str | None = None) -> bool:
         """Remove a rule; its open alarms are cleared (kept in history). False when absent."""
@@ -197,26 +220,40 @@ class SqlRules:
     # --- alarms: the service's transitions -------------------------------------------
 
     def apply(self, changes: Sequence[AlarmChange], updated: Sequence[Alarm],
-              delivery_rows: Sequence[Mapping[str, Any]] = ()) -> list[AlarmChange]:
+              delivery_rows: Sequence[Mapping[str, Any]] = (),
+              ) -> tuple[list[AlarmChange], list[str]]:
         """Write transitions, updated open alarms and outbox rows in one transaction.
 
-        Returns the changes actually written: a raise that another process already holds
-        open for the same (rule, subject) is dropped, not duplicated (and so are the
-        outbox rows of dropped changes).
+        Returns the changes actually written, and the ids of raises that were not: one
+        another process already holds open for the same (rule, subject), one whose id is
+        taken, or one of a rule deleted meanwhile (never duplicated; their outbox rows and
+        later changes are not written either).
         """
         written: list[AlarmChange] = []
+        dropped: list[str] = []
         with self._writing() as conn:
             for change in changes:
+                change = _clean_change(change)
+                if change.alarm_id in dropped:
+                    continue
                 if change.kind is ChangeKind.RAISED:
                     alarm = Alarm(change.alarm_id, change.rule_id, change.subject,
                                   change.severity, AlarmState.ACTIVE, change.ts, change.ts, 1,
                                   change.value, change.value)
-                    if not self._insert_alarm(conn, alarm, change.rule_name):
+                    rule_exists = conn.scalar(select(rules.c.id).where(
+                        rules.c.id == change.rule_id)) is not None
+                    if not rule_exists or not self._insert_alarm(conn, alarm,
+                                                                 change.rule_name):
+                        dropped.append(change.alarm_id)
                         continue
                 elif change.kind is ChangeKind.ACKNOWLEDGED:
-                    conn.execute(update(alarms).where(alarms.c.id == change.alarm_id).values(
+                    done = conn.execute(update(alarms).where(
+                        alarms.c.id == change.alarm_id,
+                        alarms.c.state == AlarmState.ACTIVE.value).values(
                         state=AlarmState.ACKNOWLEDGED.value, acknowledged_by=change.by,
                         acknowledged_ms=change.ts, ack_comment=change.comment))
+                    if not done.rowcount:
+                        continue  # no longer active in the store: nothing to record
                 else:
                     conn.execute(update(alarms).where(
                         alarms.c.id == change.alarm_id,
@@ -231,12 +268,12 @@ class SqlRules:
             for alarm in updated:
                 conn.execute(update(alarms).where(
                     alarms.c.id == alarm.id, alarms.c.state.in_(OPEN_STATES)).values(
-                    count=alarm.count, value=alarm.value, last_ms=alarm.last_ms))
-            kept = {c.alarm_id for c in written}
-            rows = [r for r in delivery_rows if r["alarm_id"] in kept]
+                    count=alarm.count, value=_clean_value(alarm.value), last_ms=alarm.last_ms))
+            kept = {(c.alarm_id, c.kind.value) for c in written}
+            rows = [r for r in delivery_rows if (r["alarm_id"], r["change"]) in kept]
             if rows:
                 conn.execute(insert(action_deliveries), rows)
-        return written
+        return written, dropped
 
     def _insert_alarm(self, conn: Connection, alarm: Alarm, rule_name: str) -> bool:
         values = {**alarm.to_dict(), "state": alarm.state.value,
@@ -281,6 +318,7 @@ class SqlRules:
                 kind: ChangeKind) -> AlarmChange:
         if not by.strip():
             raise AlarmError(alarm_id, "needs who (by)")
+        by, comment = _clean_value(by), _clean_value(comment)
         ts = now_ms() if ts is None else ts
         with self._writing() as conn:
             row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).first()

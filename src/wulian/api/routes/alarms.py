@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from wulian.alerting.live import change_dict
+from wulian.alerting.service import RulesBusy
 from wulian.api.deps import ApiError, Caller, CoreDep, caller, parse_time, request_lang
 from wulian.bootstrap import Core
 from wulian.rules.alarms import GROUP, AlarmChange, AlarmError, AlarmState, ChangeKind
@@ -81,6 +82,8 @@ async def _person(request: Request, core: Core, alarm_id: str, who: Caller,
     except AlarmError as exc:
         raise ApiError(409, "alarm_not_acknowledgeable" if ack else "alarm_not_open",
                        params={"alarm": alarm_id[:300], "problem": exc.problem}) from None
+    except RulesBusy:
+        raise ApiError(503, "rules_busy", headers={"Retry-After": "5"}) from None
     lang = request_lang(request)
     record = await run_in_threadpool(_existing, core, alarm_id)
     return {"change": change_dict(change, lang), "alarm": alarm_out(record, lang)}
