@@ -29,6 +29,7 @@ from wulian.domain.account import (
     verify_password,
 )
 from wulian.domain.clock import now_ms
+from wulian.i18n import t
 from wulian.ports import Conflict, NotFound
 from wulian.storage.accounts import Session, SqlAccounts
 
@@ -128,10 +129,11 @@ class AccountService:
 
     @staticmethod
     def _keys(username: str, remote: str | None) -> list[str]:
-        keys = [f"user:{username[:64]}"]
-        if remote:
-            keys.append(f"remote:{remote[:64]}")
-        return keys
+        # a username is locked per address it is tried from: locked for everyone, one
+        # stranger could keep the admin out for good by failing ten times a quarter hour
+        if not remote:
+            return [f"user:{username[:64]}"]
+        return [f"user:{username[:64]}@{remote[:64]}", f"remote:{remote[:64]}"]
 
     def _check_lock(self, keys: list[str], now: int) -> None:
         until = self.throttle.locked_until(keys, now)
@@ -159,7 +161,7 @@ class AccountService:
         matches = verify_password(password, user.password_hash if user else _dummy_hash())
         if user is None or not matches or user.disabled:
             self.throttle.failed(keys, now)
-            log.info("console login refused for %r from %s", name[:64], remote)
+            log.info(t("account.log.refused", name=name[:64], remote=remote))
             raise LoginRefused("login_failed")
         self.throttle.reset(keys[0])
         try:
@@ -243,6 +245,6 @@ def ensure_first_admin(accounts: SqlAccounts, settings: Settings) -> str | None:
         accounts.add_user(FIRST_ADMIN, hash_password(password), Role.ADMIN)
     except Conflict:  # another process was quicker
         return None
-    log.info("created the console user %r (password in %s)", FIRST_ADMIN,
-             settings.secret_file(FIRST_ADMIN_SECRET))
+    log.info(t("account.log.first_admin", name=FIRST_ADMIN,
+               path=settings.secret_file(FIRST_ADMIN_SECRET)))
     return password

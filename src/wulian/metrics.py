@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from wulian.domain.clock import now_ms
+from wulian.i18n import t
 from wulian.ports import Store
 from wulian.storage.schema import counter_samples, device_status, devices
 
@@ -169,7 +170,7 @@ class CounterSampler:
                 self.sample()
             except Exception as exc:
                 # the database may be down for a while: skip this sample, never die
-                log.warning("counter sampling failed: %s", exc)
+                log.warning(t("console.log.sampling_failed", detail=str(exc)[:200]))
             if self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started))):
                 return
 

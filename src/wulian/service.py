@@ -94,8 +94,8 @@ def start_actions(core: Core, url: BrokerUrl) -> Actions:
     client.loop_start()
     outbox = SqlOutbox(core.store.engine)  # type: ignore[attr-defined]
     senders = build_senders(core.settings, publish=paho_publisher(client))
-    # 12 attempts with doubling from 1 s: a receiver may be down for about half an hour
-    # before its deliveries are dead-lettered (and a person can retry them)
+    # 12 attempts, doubling from 1 s up to 5 min between them: a receiver may be down for
+    # about 18 minutes before its deliveries are dead-lettered (and a person can retry them)
     worker = DeliveryWorker(outbox, senders, now_ms, max_attempts=12, lang=core.settings.lang)
     core.rules.on_stored(worker.wake)
     worker.start()

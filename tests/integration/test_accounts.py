@@ -320,19 +320,33 @@ def test_a_disabled_user_cannot_log_in(service: AccountService) -> None:
     assert err.value.code == "login_failed"
 
 
-def test_ten_failures_per_username_lock_it(service: AccountService, clock: Clock) -> None:
+def test_ten_failures_lock_a_username_where_they_came_from_only(service: AccountService,
+                                                                  clock: Clock) -> None:
     service.add_user("alice", PW, Role.OPERATOR)
     for k in range(10):
         clock.now = T0 + k * MIN
         with pytest.raises(LoginRefused):
-            service.login("alice", "wrong password!", f"10.0.0.{k}")  # from ten addresses
+            service.login("alice", "wrong password!", "10.0.0.7")  # a stranger guessing
     clock.now = T0 + 10 * MIN
     with pytest.raises(LoginRefused) as err:
-        service.login("alice", PW, "10.9.9.9")  # even the right password, from anywhere
+        service.login("alice", PW, "10.0.0.7")  # even the right password, from there
     assert err.value.code == "login_locked"
     assert err.value.retry_after_s == 14 * 60  # locked at T0 + 9 min, for 15 min
-    clock.now = T0 + 24 * MIN
+    # alice herself, elsewhere, is not locked out by the stranger
     assert service.login("alice", PW, "10.9.9.9").session.user.username == "alice"
+    clock.now = T0 + 24 * MIN
+    assert service.login("alice", PW, "10.0.0.7").session.user.username == "alice"
+
+
+def test_without_an_address_failures_lock_the_username(service: AccountService,
+                                                       clock: Clock) -> None:
+    service.add_user("alice", PW, Role.OPERATOR)
+    for _ in range(10):
+        with pytest.raises(LoginRefused):
+            service.login("alice", "wrong password!", None)
+    with pytest.raises(LoginRefused) as err:
+        service.login("alice", PW, None)
+    assert err.value.code == "login_locked"
 
 
 def test_ten_failures_per_address_lock_it(service: AccountService, clock: Clock) -> None:

@@ -307,3 +307,14 @@ def test_restore_secrets_puts_them_back_only_for_the_same_url() -> None:
     with pytest.raises(RuleError) as info:  # so saving it is refused, not a weak secret
         parse_rule(kept)
     assert info.value.path == "$.actions[0].secret"
+
+
+def test_an_mqtt_action_may_not_publish_on_the_platforms_own_topics() -> None:
+    from wulian.rules.model import RuleError, parse_rule
+
+    doc = {"id": "r", "product": "p", "condition": {
+        "type": "threshold", "property": "t", "op": ">", "value": 1},
+        "actions": [{"type": "mqtt", "topic": "wulian/internal/committed"}]}
+    with pytest.raises(RuleError) as caught:
+        parse_rule(doc)
+    assert caught.value.path == "$.actions[0].topic"

@@ -8,6 +8,7 @@ no-data, windows) advance on ticks placed between the readings.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +23,8 @@ from wulian.rules.model import Rule
 MAX_DEVICES = 2000
 MAX_ITEMS = 2_000_000  # points and events read for one backtest
 MAX_TICKS = 200_000
+MAX_CHANGES = 10_000  # transitions reported; past that the result says it is cut short
+MAX_SECONDS = 60.0  # wall time one backtest may take
 CHUNK = 500
 
 
@@ -45,6 +48,7 @@ class BacktestResult:
     resolution_ms: int = 1000
     changes: list[AlarmChange] = field(default_factory=list)
     open_at_end: int = 0
+    truncated: bool = False
 
     def to_dict(self, lang: str | None = None) -> dict[str, Any]:
         raised = sum(c.kind is ChangeKind.RAISED for c in self.changes)
@@ -53,6 +57,7 @@ class BacktestResult:
             "devices": self.devices, "points": self.points, "events": self.events,
             "resolution_ms": self.resolution_ms, "raised": raised,
             "cleared": len(self.changes) - raised, "open_at_end": self.open_at_end,
+            "truncated": self.truncated,
             "changes": [{"kind": c.kind.value, "alarm_id": c.alarm_id, "subject": c.subject,
                          "ts": c.ts, "value": c.value, "message": c.message(lang)}
                         for c in self.changes],
@@ -97,13 +102,15 @@ def backtest(rule: Rule, store: Store, since: int, until: int) -> BacktestResult
             result.points += len(rows)
             streams.append(iter([(ts, 0, device_id, prop, v) for ts, v in rows]))
         if wants_events:
-            evs = [e for e in store.events(device_id, since=since, until=until,
-                                           limit=budget + 1) if e.event in wants_events]
-            budget -= len(evs)
+            every = store.events(device_id, since=since, until=until, limit=budget + 1)
+            budget -= len(every)  # counted before filtering: a cut list would miss some
             if budget < 0:
                 raise BacktestTooLarge("points", MAX_ITEMS)
+            evs = [e for e in every if e.event in wants_events]
             result.events += len(evs)
-            streams.append(iter(sorted((e.ts, 1, device_id, "", e) for e in evs)))
+            # oldest first; the index keeps two events of one millisecond apart in order
+            streams.append(iter(sorted(((e.ts, 1, device_id, "", e) for e in evs),
+                                       key=lambda item: item[0])))
     clock = [since]
     engine = RuleEngine([rule], lambda: clock[0])
     if any(isinstance(n, NoData) for n in nodes):
@@ -121,7 +128,14 @@ def backtest(rule: Rule, store: Store, since: int, until: int) -> BacktestResult
             changes.extend(engine.observe(batch, devices.get))
             batch = WriteBatch()
 
-    for ts, _, device_id, prop, value in heapq.merge(*streams):
+    deadline = time.monotonic() + MAX_SECONDS
+    for n, (ts, _, device_id, prop, value) in enumerate(heapq.merge(
+            *streams, key=lambda item: (item[0], item[1]))):
+        if n % 10_000 == 0 and time.monotonic() > deadline:
+            raise BacktestTooLarge("seconds", int(MAX_SECONDS))
+        if len(changes) >= MAX_CHANGES:
+            result.truncated = True
+            break
         if ts >= next_tick:
             flush()
             while next_tick <= ts:
@@ -140,7 +154,11 @@ def backtest(rule: Rule, store: Store, since: int, until: int) -> BacktestResult
         if len(batch.points) + len(batch.events) >= CHUNK:
             flush()
     flush()
-    while next_tick <= until:
+    ticks = 0
+    while next_tick <= until and not result.truncated:
+        ticks += 1
+        if ticks % 10_000 == 0 and time.monotonic() > deadline:
+            raise BacktestTooLarge("seconds", int(MAX_SECONDS))
         clock[0] = next_tick
         changes.extend(engine.tick(next_tick))
         next_tick += step

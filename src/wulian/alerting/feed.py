@@ -102,6 +102,7 @@ class FeedSubscriber:
         # a persistent session: batches published while this process restarts wait for it
         self._client = _client(url, client_id, clean=False)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._subscribed = threading.Event()
         self.stats: Counter[str] = Counter()
@@ -120,7 +121,15 @@ class FeedSubscriber:
                     _props: Any) -> None:
         if not reason.is_failure:
             client.subscribe(FEED_TOPIC, qos=1)
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int,
+                      codes: list[Any], _props: Any) -> None:
+        # subscribed only when the broker says so: a refusal (an ACL) leaves rules blind
+        if codes and not any(code.is_failure for code in codes):
             self._subscribed.set()
+        else:
+            self.stats["refused"] += 1
+            log.error(t("feed.log.refused", topic=FEED_TOPIC))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     msg: mqtt.MQTTMessage) -> None:

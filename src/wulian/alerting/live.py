@@ -20,6 +20,7 @@ from wulian.rules.alarms import AlarmChange
 
 log = logging.getLogger(__name__)
 QUEUE_MAX = 1000  # messages a subscriber may fall behind by before it is told to reload
+MAX_SUBSCRIBERS = 500  # live pages at once; one more is refused (counted), not queued
 
 
 @dataclass(eq=False)
@@ -68,6 +69,11 @@ class LiveHub:
     def __len__(self) -> int:
         return len(self._subs)
 
+    @property
+    def full(self) -> bool:
+        """True when one more subscriber would pass MAX_SUBSCRIBERS."""
+        return len(self._subs) >= MAX_SUBSCRIBERS
+
     def publish_batch(self, batch: WriteBatch) -> None:
         """Called after a batch is stored: push its points and events to who watches them."""
         watched = self._watched
@@ -100,6 +106,14 @@ class LiveHub:
             self._put(sub, "alarm", change_dict(change, sub.lang))
 
     def _put(self, sub: Subscription, kind: str, data: Any) -> None:
+        # decided here, on the producing thread: a stalled client must not grow the event
+        # loop's callback queue either
+        if sub.lagging or sub.queue.qsize() >= QUEUE_MAX:
+            if not sub.lagging:
+                sub.lagging = True
+                self.stats["lagged"] += 1
+            self.stats["dropped"] += 1
+            return
         try:
             sub.loop.call_soon_threadsafe(self._deliver, sub, kind, data)
         except RuntimeError:  # the subscriber's loop is closed: it is going away

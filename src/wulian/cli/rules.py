@@ -177,8 +177,9 @@ def test(ctx: typer.Context,
             try:
                 result = backtest(rule, core.store, start, end)
             except BacktestTooLarge as exc:
-                raise CliError(t("api.backtest_too_large", what=exc.what,
-                                 limit=exc.limit), 2) from None
+                key = "api.backtest_too_slow" if exc.what == "seconds" else \
+                    "api.backtest_too_large"
+                raise CliError(t(key, what=exc.what, limit=exc.limit), 2) from None
     summary = result.to_dict()
     console.print(t("cli.rule.tested", id=rule.id, devices=summary["devices"],
                     points=summary["points"], raised=summary["raised"],

@@ -273,8 +273,8 @@ class EmailSender:
             raise DeliveryError(t("actions.error.smtp", lang,
                                   error=str(exc) or type(exc).__name__)) from None
         if refused:  # the others got it; sending again would duplicate theirs
-            log.warning("delivery %s: the SMTP server refused %s", delivery.id,
-                        ", ".join(refused))
+            log.warning(t("actions.log.smtp_refused", id=delivery.id,
+                          rcpts=", ".join(refused)))
 
 
 # --- MQTT -------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # A claimed row is no one else's for this long: one send at the longest timeout, with room
 # for a slow SMTP conversation. A worker that dies mid-send leaves it due again after that.
 LEASE_MS = 2 * MAX_TIMEOUT_MS + 30_000
+KEEP_DELIVERED_MS = 7 * 86_400_000
+PURGE_EVERY_MS = 3_600_000
 
 
 class DeliveryWorker:
@@ -76,8 +78,7 @@ class DeliveryWorker:
         except DeliveryError as exc:
             return exc
         except Exception as exc:  # a sender bug must not stop the others: retry, visibly
-            log.exception("delivery %s: unexpected error in the %s sender", delivery.id,
-                          delivery.kind)
+            log.exception(t("actions.log.sender_bug", id=delivery.id, kind=delivery.kind))
             return DeliveryError(t("actions.error.internal", self.lang,
                                    error=f"{type(exc).__name__}: {exc}"))
         return None
@@ -90,14 +91,14 @@ class DeliveryWorker:
         elif error.permanent or attempts >= self.max_attempts:
             self.outbox.mark_dead(delivery.id, error.message, now)
             self.dead += 1
-            log.warning("delivery %s (%s to %s) is dead after %d attempt(s): %s", delivery.id,
-                        delivery.kind, delivery.target, attempts, error.message)
+            log.warning(t("actions.log.dead", id=delivery.id, kind=delivery.kind,
+                          target=delivery.target, attempts=attempts, error=error.message))
         else:
             delay = max(self.backoff_ms(attempts), error.retry_after_ms or 0)
             self.outbox.mark_failed(delivery.id, error.message, now + delay)
             self.failed += 1
-            log.info("delivery %s attempt %d failed, next in %d ms: %s", delivery.id,
-                     attempts, delay, error.message)
+            log.info(t("actions.log.retry", id=delivery.id, attempts=attempts, delay=delay,
+                       error=error.message))
 
     def run_once(self, now: int | None = None) -> int:
         """Send what is due at `now` (default: the clock); how many were attempted."""
@@ -144,16 +145,22 @@ class DeliveryWorker:
         thread.join(timeout_s)
 
     def _run(self) -> None:
+        next_purge = 0
         while not self._stopping.is_set():
             self._wake.clear()
             delay = self.interval_s
             try:
                 if self.run_once() >= self.batch:
                     delay = 0  # a full batch: more may be due already
+                now = self.clock()
+                if now >= next_purge:  # delivered rows are kept a week, then go
+                    self.outbox.purge(now - KEEP_DELIVERED_MS)
+                    next_purge = now + PURGE_EVERY_MS
             except StorageUnavailable as exc:
-                log.warning("delivery worker: %s; retrying in %gs", exc, self.storage_retry_s)
+                log.warning(t("actions.log.storage", detail=str(exc)[:200],
+                              seconds=self.storage_retry_s))
                 delay = self.storage_retry_s
             except Exception:
-                log.exception("delivery worker: unexpected error; continuing")
+                log.exception(t("actions.log.error"))
             if delay:
                 self._wake.wait(delay)

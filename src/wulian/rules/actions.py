@@ -258,6 +258,10 @@ def _mqtt(doc: Mapping[str, Any], path: str) -> MqttAction:
         raise RuleError(f"{path}.topic", "must not contain the wildcards + or #")
     if topic.startswith("$"):
         raise RuleError(f"{path}.topic", "must not start with $ (reserved for the broker)")
+    if topic == "wulian" or topic.startswith("wulian/"):
+        # the platform's own topics (the committed-batch feed): a rule must not feed them
+        raise RuleError(f"{path}.topic", "must not be under wulian/ (the platform's own "
+                        "topics)")
     if topic == "devices" or topic.startswith("devices/"):
         # everything under devices/ speaks for a device; a rule must never pose as one
         raise RuleError(f"{path}.topic", "must not be under devices/ (those topics belong "

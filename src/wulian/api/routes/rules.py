@@ -22,6 +22,8 @@ router = APIRouter(prefix="/rules", tags=["rules"])
 MAX_DOC_BYTES = 256 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 DEFAULT_BACKTEST_MS = 86_400_000
+MAX_BACKTESTS = 2  # at once: each holds a worker thread and up to a few hundred MB
+_backtests = [0]  # running now (touched only on the event loop)
 
 
 def _rule_error(exc: RuleError) -> ApiError:
@@ -177,9 +179,16 @@ async def _backtest(request: Request, core: Core, rule: Rule, since_raw: str | N
     since = until - DEFAULT_BACKTEST_MS if since is None else since
     if since >= until:
         raise ApiError(422, "invalid_range", params={"since": since, "until": until})
+    if _backtests[0] >= MAX_BACKTESTS:
+        raise ApiError(503, "backtest_busy", headers={"Retry-After": "10"})
+    _backtests[0] += 1
     try:
         result = await run_in_threadpool(backtest, rule, core.store, since, until)
     except BacktestTooLarge as exc:
+        if exc.what == "seconds":
+            raise ApiError(422, "backtest_too_slow", params={"limit": exc.limit}) from None
         raise ApiError(422, "backtest_too_large",
                        params={"what": exc.what, "limit": exc.limit}) from None
+    finally:
+        _backtests[0] -= 1
     return result.to_dict(request_lang(request))

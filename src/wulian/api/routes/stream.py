@@ -37,9 +37,14 @@ async def stream(
     if wanted is not None and not wanted and not alarms:
         raise ApiError(422, "stream_nothing", params={})
     hub = core.live
-    sub = hub.subscribe(wanted, alarms, request_lang(request))
+    if hub.full:
+        hub.stats["refused"] += 1
+        raise ApiError(503, "stream_full", headers={"Retry-After": "30"})
+    lang = request_lang(request)
 
     async def frames() -> AsyncIterator[bytes]:
+        # subscribed here, so a client gone before the first frame leaves nothing behind
+        sub = hub.subscribe(wanted, alarms, lang)
         try:
             yield b"retry: 3000\n\n"
             while True:
