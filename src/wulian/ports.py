@@ -45,6 +45,17 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """One entry of a device's connection history: a connect, disconnect or reconnect."""
+
+    ts: int
+    connected: bool
+    protocol: str | None
+    remote: str | None
+    ip_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRejection:
     id: int
     received_ms: int
@@ -107,6 +118,10 @@ class MetadataStore(Protocol):
         ...
 
     def device_status(self, device_id: str) -> DeviceStatus | None: ...
+
+    def connection_history(self, device_id: str, limit: int) -> list[ConnectionEvent]:
+        """The device's recent connects and disconnects, newest first (kept 30 days)."""
+        ...
 
     def online_count(self, seen_since_ms: int) -> int:
         """Devices connected now, or seen (any protocol) since `seen_since_ms`."""

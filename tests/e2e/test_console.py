@@ -249,6 +249,10 @@ def test_a_device_chart_gains_the_point_published_over_mqtt(page_factory: Callab
     page.wait_for_selector("[data-testid=live][data-state=live]")
     before = int(chart.get_attribute("data-points") or "0")
     with platform.device("room-1") as dev:
+        # the connect is logged (the point below makes the page look at the status again)
+        connect = wait_for(lambda: [c for c in platform.api.get(
+            "/api/v1/devices/room-1/connections").json()["connections"]
+            if c["connected"]][:1], what="the connect in the history")[0]
         dev.publish_telemetry({"temperature": 23.25})
         dev.wait_published()
     page.wait_for_function(
@@ -257,6 +261,14 @@ def test_a_device_chart_gains_the_point_published_over_mqtt(page_factory: Callab
     assert text(page, "latest-temperature") == "23.25 °C"
     # nothing was polled for it: the page asked for the series once, then listened
     # (the SSE stream is one long request)
+
+    # the connection history card gained the connect (newest first), as the API lists it
+    row = page.locator("[data-testid=connection-history] tr[data-connected=true]").first
+    row.wait_for()
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    assert cells[1:] == [console_messages("en")["device.history.connected"], "MQTT · IPv4",
+                         connect["remote"]]
+    assert connect["remote"].startswith("127.0.0.1:")
 
 
 # --- alarms --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,8 +30,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from wulian.domain.clock import now_ms
 from wulian.domain.device import Device, DeviceState, Location
 from wulian.domain.thingmodel import ThingModel, parse_thing_model
-from wulian.ports import Conflict, DeviceStatus, NotFound, StorageUnavailable
+from wulian.ports import (
+    Conflict,
+    ConnectionEvent,
+    DeviceStatus,
+    NotFound,
+    StorageUnavailable,
+)
 from wulian.storage.schema import (
+    connection_log,
     counters,
     device_status,
     devices,
@@ -49,6 +57,14 @@ SERIES_EPOCH = "_series_epoch"
 REGISTRY_EPOCH = "_registry_epoch"
 # Errors that mean "the database is unreachable or busy", not "your request is wrong".
 UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
+# Connection history is kept for 30 days and at most 1,000 rows per device. Pruning one
+# device is two index range scans, done after about one of its inserts in 32 rather than
+# every time (so a device may briefly hold a few rows more); the rows of devices that no
+# longer connect are swept by age once a day.
+HISTORY_KEEP_MS = 30 * 86_400_000
+HISTORY_KEEP_ROWS = 1_000
+PRUNE_CHANCE = 1 / 32
+SWEEP_EVERY_MS = 86_400_000
 
 
 @functools.lru_cache(maxsize=65_536)  # on the ingest path; a device keeps its address
@@ -88,6 +104,7 @@ class SqlMetadata:
         # sqlite.sqlite_engine), so a read-then-write never fails half-way as "busy".
         self._writer = engine.execution_options(wulian_immediate=True)
         self._upsert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+        self._next_sweep_ms = 0  # the first connection noted sweeps old history
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -245,7 +262,7 @@ class SqlMetadata:
         """
 
     def delete_device(self, device_id: str) -> bool:
-        """Remove a device, its series, points, latest values, events and status.
+        """Remove a device, its series, points, latest values, events, status and history.
 
         Dead letters stay: they are an audit trail of what was refused.
         """
@@ -258,8 +275,13 @@ class SqlMetadata:
             conn.execute(delete(latest).where(latest.c.series_id.in_(sids)))
             conn.execute(delete(series).where(series.c.device_id == device_id))
             conn.execute(delete(events).where(events.c.device_id == device_id))
-            conn.execute(delete(device_status).where(device_status.c.device_id == device_id))
             conn.execute(delete(devices).where(devices.c.id == device_id))
+            # Status and history after the device row: set_connected locks that row first,
+            # so a notice racing this delete either commits before (and its rows go here)
+            # or finds the device gone and logs nothing; taking the locks in the same
+            # order, the two cannot deadlock.
+            conn.execute(delete(device_status).where(device_status.c.device_id == device_id))
+            conn.execute(delete(connection_log).where(connection_log.c.device_id == device_id))
             self._bump(conn, SERIES_EPOCH)
             self._bump(conn, REGISTRY_EPOCH)
         return True
@@ -273,7 +295,13 @@ class SqlMetadata:
 
     def set_connected(self, device_id: str, connected: bool, *, ts_ms: int, protocol: str,
                       remote: str | None) -> None:
-        """Record a connect or disconnect; an event older than the last one is ignored."""
+        """Record a connect or disconnect; an event older than the last one is ignored.
+
+        The connection history gains a row in the same transaction when the event changes
+        the status: the other state, or a connect while connected from another address or
+        protocol (a reconnect whose disconnect went unseen). Repeated notices of the same
+        connection (several workers watching one broker, say) add nothing.
+        """
         cur = device_status.c
         ins = self._upsert(device_status).values(
             device_id=device_id, connected=connected, last_seen_ms=ts_ms, protocol=protocol,
@@ -291,7 +319,86 @@ class SqlMetadata:
             "ip_version": case((newer, new.ip_version), else_=cur.ip_version),
         })
         with self._writing() as conn:
+            # PostgreSQL: the device row's lock orders this against another notice for the
+            # same device (else both could log one transition) and against delete_device
+            # (else a row could outlive the device). SQLite: BEGIN IMMEDIATE already does.
+            known = conn.scalar(select(devices.c.id).where(devices.c.id == device_id)
+                                .with_for_update(key_share=True)) is not None
+            log = known and self._is_transition(conn, device_id, connected, ts_ms, protocol,
+                                                remote)
             conn.execute(stmt)
+            if log:
+                conn.execute(insert(connection_log).values(
+                    device_id=device_id, ts=ts_ms, connected=connected, protocol=protocol,
+                    remote=remote, ip_version=ip_version(remote)))
+                if random.random() < PRUNE_CHANCE:
+                    self._prune_history(conn, device_id)
+        if log and now_ms() >= self._next_sweep_ms:
+            self._sweep_history()
+
+    @staticmethod
+    def _is_transition(conn: Connection, device_id: str, connected: bool, ts_ms: int,
+                       protocol: str, remote: str | None) -> bool:
+        """Whether this notice changes the device's connection (read before the upsert)."""
+        st = device_status.c
+        status = conn.execute(select(st.connected, st.changed_ms, st.protocol, st.remote)
+                              .where(st.device_id == device_id)).first()
+        if status is not None and status.changed_ms is not None and ts_ms < status.changed_ms:
+            return False  # stale: the status ignores it, so must the history
+        log = connection_log.c
+        last = conn.execute(select(log.connected, log.protocol, log.remote)
+                            .where(log.device_id == device_id)
+                            .order_by(log.ts.desc(), log.id.desc()).limit(1)).first()
+        # Compared with the last row logged, not with the status: HTTP traffic rewrites the
+        # status's protocol and address without being a connection. With no row (history
+        # pruned, or kept from before it existed) the status is the best guess.
+        before = last if last is not None else status
+        if before is None:
+            return connected  # a first notice: a connect is news, a disconnect is not
+        if bool(before.connected) != connected:
+            return True
+        return connected and (before.protocol, before.remote) != (protocol, remote)
+
+    @staticmethod
+    def _prune_history(conn: Connection, device_id: str) -> None:
+        """Drop the device's history past 30 days or 1,000 rows (two index range scans)."""
+        log = connection_log.c
+        conn.execute(delete(connection_log).where(log.device_id == device_id,
+                                                  log.ts < now_ms() - HISTORY_KEEP_MS))
+        # The newest row past the limit: it and everything older go.
+        edge = conn.execute(select(log.ts, log.id).where(log.device_id == device_id)
+                            .order_by(log.ts.desc(), log.id.desc())
+                            .offset(HISTORY_KEEP_ROWS).limit(1)).first()
+        if edge is not None:
+            conn.execute(delete(connection_log).where(
+                log.device_id == device_id,
+                or_(log.ts < edge.ts, and_(log.ts == edge.ts, log.id <= edge.id))))
+
+    def _sweep_history(self) -> None:
+        """Drop every device's history past 30 days: the devices no longer connecting too.
+
+        A scan of the whole table, so once a day per process, and in a transaction of its
+        own: it holds no device's lock while it runs.
+        """
+        now = now_ms()
+        try:
+            with self._writing() as conn:
+                conn.execute(delete(connection_log)
+                             .where(connection_log.c.ts < now - HISTORY_KEEP_MS))
+        except StorageUnavailable:
+            return  # the notice itself is stored; the next one tries the sweep again
+        self._next_sweep_ms = now + SWEEP_EVERY_MS
+
+    def connection_history(self, device_id: str, limit: int) -> list[ConnectionEvent]:
+        """The device's recent connects and disconnects, newest first."""
+        log = connection_log.c
+        stmt = (select(log.ts, log.connected, log.protocol, log.remote, log.ip_version)
+                .where(log.device_id == device_id)
+                .order_by(log.ts.desc(), log.id.desc()).limit(max(0, limit)))
+        with self._reading() as conn:
+            return [ConnectionEvent(ts=row.ts, connected=bool(row.connected),
+                                    protocol=row.protocol, remote=row.remote,
+                                    ip_version=row.ip_version) for row in conn.execute(stmt)]
 
     def device_status(self, device_id: str) -> DeviceStatus | None:
         """The device's connectivity (never seen: all None), or None for an unknown device."""

@@ -252,3 +252,20 @@ counter_samples = Table(
     Column("value", BigInteger, nullable=False),
     PrimaryKeyConstraint("name", "minute_ms", name="pk_counter_samples"),
 )
+
+# --- device connection history --------------------------------------------------------
+
+# One row per connect or disconnect an access adapter reported, as far as it changed the
+# device's status (a new state, or a reconnect from another address): what the device page
+# lists. Kept bounded by `SqlMetadata.set_connected` (30 days, 1,000 rows per device).
+connection_log = Table(
+    "connection_log", metadata,
+    Column("id", BIG_ID, primary_key=True),
+    Column("device_id", String(ID_LEN), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("connected", Boolean, nullable=False),
+    Column("protocol", Text),
+    Column("remote", Text),
+    Column("ip_version", Integer),
+    Index("ix_connection_log_device_ts", "device_id", "ts"),
+)

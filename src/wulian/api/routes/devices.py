@@ -1,4 +1,5 @@
-"""Devices: register (secret shown once), list, read with status, change, delete, rotate."""
+"""Devices: register (secret shown once), list, read with status and connection history,
+change, delete, rotate."""
 
 from __future__ import annotations
 
@@ -139,6 +140,23 @@ def _filter_online(core: Core, filters: dict[str, Any], online: bool, limit: int
 def get_device(core: CoreDep, device_id: str) -> dict[str, Any]:
     """A device and its connectivity: connected, last seen, protocol, remote, online."""
     return {**existing_device(core, device_id).public(), "status": _status(core, device_id)}
+
+
+@router.get("/{device_id}/connections")
+def connection_history(
+    core: CoreDep, device_id: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The device's recent connects and disconnects, newest first (kept 30 days, 1,000 at most).
+
+    A row is written when the connection changes (connected, disconnected, or a reconnect from
+    another address), not per message: HTTP ingest, which has no connection, adds none.
+    """
+    existing_device(core, device_id)
+    rows = core.store.connection_history(device_id, limit)
+    return {"device": device_id, "connections": [
+        {"ts": r.ts, "connected": r.connected, "protocol": r.protocol, "remote": r.remote,
+         "ip_version": r.ip_version} for r in rows]}
 
 
 @router.patch("/{device_id}")

@@ -1,18 +1,22 @@
-// One device: who it is, its connectivity, latest values, charts of its numeric properties
-// (a week of one-minute averages, then every new point as the server pushes it), events,
-// open alarms and refused messages.
+// One device: who it is, its connectivity and connection history, latest values, charts of
+// its numeric properties (a week of one-minute averages, then every new point as the server
+// pushes it), events, open alarms and refused messages.
 
 import { api } from "../api.js";
 import { timeChart } from "../charts.js";
 import { fmtAgo, fmtNumber, fmtTime, fmtValue, t } from "../i18n.js";
 import { openStream } from "../stream.js";
 import {
-  alarmStateLabel, badge, card, dl, empty, errorBox, fill, h, icon, segmented, severityBadge,
-  table,
+  alarmStateLabel, badge, card, dl, dot, empty, errorBox, fill, h, icon, segmented,
+  severityBadge, table,
 } from "../ui.js";
 import { connectivity, stateBadge, tagChips, transport } from "./devices.js";
 
 const HOUR = 3600000;
+// Connects and disconnects are not pushed: the page asks for the status now and then (and
+// with traffic), and for the history only when the status says the connection changed.
+const STATUS_EVERY_MS = 30000;
+const HISTORY_ROWS = 50;
 const RANGES = {
   "1h": { span: HOUR, bucket: null },
   "24h": { span: 24 * HOUR, bucket: "1m" },
@@ -179,6 +183,43 @@ export async function mount(root, ctx) {
     else chart.add(ts, chartValue(value));
   }
 
+  // --- connection history ---------------------------------------------------------------
+  const historyBox = h("div");
+  let historyChange; // the status's changed_ms the history shown was loaded for
+  function historyEvent(entry, older) {
+    // a connect right after a connect: back (from elsewhere) before its leaving was seen
+    const label = !entry.connected ? t("device.history.disconnected")
+      : older?.connected ? t("device.history.reconnected") : t("device.history.connected");
+    return h("span", { class: "conn" }, dot(entry.connected ? "good" : "off"),
+      h("span", null, label));
+  }
+  async function loadHistory(change) {
+    historyChange = change;
+    try {
+      const answer = await api(`${path}/connections`, { signal: ctx.signal,
+        query: { limit: HISTORY_ROWS } });
+      const rows = answer.connections.map((entry, i, all) => ({ entry, older: all[i + 1] }));
+      fill(historyBox, table([
+        { label: t("table.time"), cls: "nowrap", cell: (r) => h("span", { title:
+          fmtAgo(r.entry.ts) }, fmtTime(r.entry.ts)) },
+        { label: t("device.event"), cell: (r) => historyEvent(r.entry, r.older) },
+        { label: t("device.transport"), cls: "nowrap", cell: (r) => transport(r.entry) },
+        { label: t("device.remote"), cell: (r) => h("span", { class: "mono" },
+          r.entry.remote || "—") },
+      ], rows, { emptyText: t("device.history.none"),
+        rowProps: (r) => ({ "data-connected": String(r.entry.connected) }) }));
+    } catch (err) {
+      if (err.name !== "AbortError") fill(historyBox, errorBox(err));
+    }
+  }
+  function refreshConnection() {
+    api(path, { signal: ctx.signal }).then((d) => {
+      drawConnectivity(d.status);
+      const change = d.status?.changed_ms ?? null;
+      if (change !== historyChange) loadHistory(change);
+    }).catch(() => {});
+  }
+
   // --- events, alarms, rejections ---------------------------------------------------------
   const eventsBox = h("div");
   let events = [];
@@ -242,6 +283,7 @@ export async function mount(root, ctx) {
         actions: h("a", { class: "link", href: `#/alarms?device=${encodeURIComponent(id)}` },
           t("overview.all_alarms")) }),
       card({ title: t("device.events"), body: eventsBox, testid: "events" })),
+    card({ title: t("device.history"), body: historyBox, testid: "connection-history" }),
     card({ title: t("device.rejections"), body: rejectionsBox, testid: "rejections" }),
   );
 
@@ -253,6 +295,7 @@ export async function mount(root, ctx) {
   }).catch(() => drawEvents());
   loadAlarms();
   loadRejections();
+  loadHistory(device.status?.changed_ms ?? null);
 
   // --- live --------------------------------------------------------------------------------
   let lastRefresh = 0;
@@ -266,8 +309,7 @@ export async function mount(root, ctx) {
       // what connectivity says changes with traffic; refresh it now and then, not per point
       if (Date.now() - lastRefresh > 5000) {
         lastRefresh = Date.now();
-        api(path, { signal: ctx.signal }).then((d) => drawConnectivity(d.status))
-          .catch(() => {});
+        refreshConnection();
       }
     },
     event(data) {
@@ -288,5 +330,9 @@ export async function mount(root, ctx) {
   const ticker = setInterval(() => {
     for (const item of Object.values(tiles)) if (item.ts) item.when.textContent = fmtAgo(item.ts);
   }, 15000);
-  return () => clearInterval(ticker);
+  const statusPoll = setInterval(refreshConnection, STATUS_EVERY_MS);
+  return () => {
+    clearInterval(ticker);
+    clearInterval(statusPoll);
+  };
 }
