@@ -306,3 +306,17 @@ def test_rules_can_be_replaced_and_removed() -> None:
     h.engine.put_rule(parse_rule({"id": "r0", "scope": {"devices": ["d1"]},
                                   "condition": threshold(">", 90), "enabled": False}))
     assert h.point(2, 99) == []
+
+
+def test_a_device_moved_into_a_rules_scope_is_judged_once_the_engine_is_told() -> None:
+    devices = {"d1": Dev(tags={"district": "chaoyang"})}
+    engine = RuleEngine([parse_rule({
+        "id": "hd", "scope": {"product": "aq", "tags": {"district": "haidian"}},
+        "condition": {"type": "threshold", "property": "t", "op": ">", "value": 10}})],
+        lambda: 0)
+    hot = WriteBatch(points=[("d1", "t", 1, 50.0)])
+    assert engine.observe(hot, devices.get) == []  # not in scope
+    devices["d1"] = Dev(tags={"district": "haidian"})  # re-tagged in the registry
+    engine.devices_changed()
+    assert kinds(engine.observe(WriteBatch(points=[("d1", "t", 2, 51.0)]), devices.get)) == \
+        ["raised"]

@@ -28,7 +28,7 @@ from wulian.ports import MetadataStore, StorageUnavailable
 from wulian.rules.alarms import GROUP, Alarm, AlarmChange, AlarmState, ChangeKind
 from wulian.rules.conditions import NoData
 from wulian.rules.engine import DeviceInfo, RuleEngine
-from wulian.rules.model import Rule
+from wulian.rules.model import Rule, RuleError
 from wulian.storage.rules import SqlRules
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class RulesService:
         self._wakers: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self._epochs = (-1, -1)
+        self._versions: dict[str, int] = {}  # rule id -> version the engine runs
         self._pending: list[AlarmChange] = []  # decided but not yet stored (storage down)
         self._pending_rows: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
@@ -255,6 +256,7 @@ class RulesService:
         registry_epoch = self.store.registry_epoch()
         if registry_epoch != self._registry_epoch:
             self._registry_epoch = registry_epoch
+            self.engine.devices_changed()
             self._sweep_deleted()
 
     def _sweep_deleted(self) -> None:
@@ -270,23 +272,36 @@ class RulesService:
                 self.engine.forget_device(alarm.subject)
 
     def _sync_rules(self) -> None:
-        stored = {s.rule.id: s.rule for s in self.rules.list_rules()}
-        current = {r.id: r for r in self.engine.rules}
-        for rule_id in current.keys() - stored.keys():
+        versions = self.rules.rule_versions()
+        for rule_id in self._versions.keys() - versions.keys():
             self.engine.remove_rule(rule_id)  # the store already cleared its alarms
-        for rule_id, rule in stored.items():
-            if rule_id not in current or current[rule_id].doc != rule.doc:
-                now = self._clock()
-                for alarm in self.engine.put_rule(rule):
-                    # a new version keeps the open alarms it would still raise
-                    self.engine.alarms.restore(alarm)
-                    if not self._in_scope(rule, alarm.subject):
-                        change = self.engine.alarms.auto_clear(rule.id, rule.name,
-                                                               alarm.subject, now, alarm.value)
-                        if change is not None:
-                            self._collect([change])
-                self._track(rule)
-        self.stats["rules"] = len(stored)
+            del self._versions[rule_id]
+        for rule_id, version in versions.items():
+            if self._versions.get(rule_id) == version:
+                continue  # one rule changed: the other 999 are not read again
+            try:
+                stored = self.rules.get_rule(rule_id)
+            except RuleError as exc:
+                log.error(t("rules.log.unparseable", rule=rule_id, detail=str(exc)))
+                self._versions[rule_id] = version
+                continue
+            if stored is None:
+                continue
+            self._versions[rule_id] = version
+            self._put(stored.rule)
+        self.stats["rules"] = len(self._versions)
+
+    def _put(self, rule: Rule) -> None:
+        now = self._clock()
+        for alarm in self.engine.put_rule(rule):
+            # a new version keeps the open alarms it would still raise
+            self.engine.alarms.restore(alarm)
+            if not self._in_scope(rule, alarm.subject):
+                change = self.engine.alarms.auto_clear(rule.id, rule.name, alarm.subject, now,
+                                                       alarm.value)
+                if change is not None:
+                    self._collect([change])
+        self._track(rule)
 
     def _in_scope(self, rule: Rule, subject: str) -> bool:
         if rule.group or subject == GROUP:

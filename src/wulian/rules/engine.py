@@ -29,6 +29,7 @@ from wulian.rules.conditions import (
 from wulian.rules.model import Rule
 
 _NOTHING: Mapping[str, tuple[int, Value]] = {}
+CANDIDATES_MAX = 1_000_000
 
 
 class DeviceInfo(Protocol):
@@ -103,6 +104,9 @@ class RuleEngine:
         self._by_event: dict[tuple[str | None, str], list[Compiled]] = {}
         self._by_seen: dict[str | None, list[Compiled]] = {}
         self._latest: dict[str, dict[str, tuple[int, Value]]] = {}
+        # (device, property) -> the rules a point of it meets: scope matching per point was
+        # most of the engine's time with a thousand rules; devices_changed() clears it
+        self._candidates: dict[tuple[str, str], tuple[Compiled, ...]] = {}
         for rule in rules:
             self._rules[rule.id] = Compiled.of(rule)
         self._reindex()
@@ -127,13 +131,19 @@ class RuleEngine:
         self._reindex()
         return self.alarms.forget(rule_id)
 
+    def devices_changed(self) -> None:
+        """A device's product or tags may have changed: match scopes afresh."""
+        self._candidates.clear()
+
     def forget_device(self, device_id: str) -> None:
         """Drop a deleted device's state (keeps memory bounded by the registry)."""
+        self._candidates.clear()
         self._latest.pop(device_id, None)
         for compiled in self._rules.values():
             compiled.subjects.pop(device_id, None)
 
     def _reindex(self) -> None:
+        self._candidates.clear()
         self._by_prop.clear()
         self._by_event.clear()
         self._by_seen.clear()
@@ -173,9 +183,15 @@ class RuleEngine:
             device = info(device_id)
             if device is None:
                 continue
-            candidates = [c for product in (device.product, None)
-                          for c in self._by_prop.get((product, prop), ())
-                          if c.rule.scope.matches(device_id, device.product, device.tags)]
+            candidates = self._candidates.get((device_id, prop))
+            if candidates is None:
+                candidates = tuple(
+                    c for product in (device.product, None)
+                    for c in self._by_prop.get((product, prop), ())
+                    if c.rule.scope.matches(device_id, device.product, device.tags))
+                if len(self._candidates) >= CANDIDATES_MAX:
+                    self._candidates.clear()  # bounded; refilled as points come
+                self._candidates[(device_id, prop)] = candidates
             if not candidates:
                 continue  # remember values only where a rule can read them
             latest = self._latest.setdefault(device_id, {})

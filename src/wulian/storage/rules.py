@@ -189,6 +189,12 @@ class SqlRules:
         m = row._mapping
         return StoredRule(parse_rule(m["doc"]), m["version"], m["created_ms"], m["updated_ms"])
 
+    def rule_versions(self) -> dict[str, int]:
+        """Each rule's id and version: cheap to compare, so a change re-reads one rule."""
+        with self._reading() as conn:
+            rows = conn.execute(select(rules.c.id, rules.c.version)).all()
+        return {rule_id: int(version) for rule_id, version in rows}
+
     def list_rules(self) -> list[StoredRule]:
         """Every stored rule that parses; one that no longer does is logged and skipped."""
         with self._reading() as conn:
