@@ -10,10 +10,14 @@ HTTP and IPv6 when the machine has ::1: the HTTP API then listens on [::1]), the
 Debian's chromium with Playwright through the console and saves one PNG per page and
 language:
 
-    docs/screenshots/{login,overview,devices,device,map,alarms,products,product}[-zh].png
+    docs/screenshots/{login,overview,scenarios,scenario,devices,device,map,alarms,products,
+                      product}[-zh].png
 
     uv run python bench/screenshots.py [--out docs/screenshots] [--devices 150]
-        [--live-seconds 45] [--langs en,zh] [--keep-running]
+        [--live-seconds 45] [--langs en,zh] [--pages scenarios,scenario] [--keep-running]
+
+`scenario` is the energy scenario's dashboard (#/scenarios/energy); `--pages` takes only
+the pages named (all of them by default).
 
 Nothing is downloaded: the browser is /usr/bin/chromium, the console's assets are the
 package's own.
@@ -50,6 +54,10 @@ from wulian.sim import Fleet, FleetDevice
 from wulian.storage.accounts import SqlAccounts
 
 CHROMIUM = "/usr/bin/chromium"
+PAGES = ("login", "overview", "scenarios", "scenario", "devices", "device", "map", "alarms",
+         "products", "product")
+DASHBOARD = "energy"  # the scenario whose dashboard is shown
+FULL_PAGE = ("overview", "scenarios", "scenario", "device", "product")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 USER, PASSWORD = "demo-admin", "screenshot-" + secrets.token_hex(6)
 WEEK_DEVICES = 6  # devices with a week of history at one reading a minute
@@ -147,13 +155,15 @@ def import_rules(http: httpx.Client) -> int:
     return made
 
 
-def capture(base: str, out: Path, langs: list[str], device_id: str, product_id: str) -> None:
+def capture(base: str, out: Path, langs: list[str], device_id: str, product_id: str,
+            only: set[str]) -> None:
     from playwright.sync_api import sync_playwright
 
-    pages = [("overview", "#/overview"), ("devices", "#/devices"),
-             ("device", f"#/devices/{device_id}"), ("map", "#/map"),
-             ("alarms", "#/alarms"), ("products", "#/products"),
-             ("product", f"#/products/{product_id}")]
+    routes = {"overview": "#/overview", "scenarios": "#/scenarios",
+              "scenario": f"#/scenarios/{DASHBOARD}", "devices": "#/devices",
+              "device": f"#/devices/{device_id}", "map": "#/map", "alarms": "#/alarms",
+              "products": "#/products", "product": f"#/products/{product_id}"}
+    pages = [(name, routes[name]) for name in PAGES if name in routes and name in only]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for lang in langs:
@@ -163,7 +173,8 @@ def capture(base: str, out: Path, langs: list[str], device_id: str, product_id: 
             page = ctx.new_page()
             page.goto(f"{base}/#/login")
             page.wait_for_selector("[data-testid=login-form]")
-            page.screenshot(path=out / f"login{suffix}.png")
+            if "login" in only:
+                page.screenshot(path=out / f"login{suffix}.png")
             page.fill("[data-testid=username]", USER)
             page.fill("[data-testid=password]", PASSWORD)
             page.click("[data-testid=login-submit]")
@@ -171,9 +182,12 @@ def capture(base: str, out: Path, langs: list[str], device_id: str, product_id: 
             for name, hash_ in pages:
                 page.goto(f"{base}/{hash_}")
                 page.wait_for_selector(".view > :not(.loading)")
+                if name == "scenario":  # every panel's series loaded
+                    page.wait_for_function("() => [...document.querySelectorAll("
+                                           "'section[data-product]')].every("
+                                           "p => p.dataset.series === 'loaded')")
                 page.wait_for_timeout(3000)  # charts, map outlines, the first live points
-                page.screenshot(path=out / f"{name}{suffix}.png",
-                                full_page=name in ("overview", "device", "product"))
+                page.screenshot(path=out / f"{name}{suffix}.png", full_page=name in FULL_PAGE)
                 print(f"  {out / f'{name}{suffix}.png'}")
             ctx.close()
         browser.close()
@@ -186,9 +200,14 @@ def main() -> int:
     parser.add_argument("--live-seconds", type=float, default=45.0)
     parser.add_argument("--rate", type=float, default=1 / 60, help="readings/s per device")
     parser.add_argument("--langs", default="en,zh")
+    parser.add_argument("--pages", default=",".join(PAGES),
+                        help=f"the pages to take, of: {', '.join(PAGES)}")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the screenshots, serve until Ctrl-C (to look around)")
     args = parser.parse_args()
+    only = {x for x in args.pages.split(",") if x}
+    if only - set(PAGES):
+        parser.error(f"unknown pages: {', '.join(sorted(only - set(PAGES)))}")
     args.out.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="wulian-screens-"))
     ipv6 = has_ipv6_loopback()
@@ -230,10 +249,9 @@ def main() -> int:
         sampler.start()
         over_http = fleet_devices[2::3] if ipv6 else []
         over_mqtt = [d for d in fleet_devices if d not in over_http]
-        # bad_rate 0 over MQTT: a scenario's event rule may trip over a value the fleet
-        # spoiled on purpose (a string for a number); the HTTP reporters send the bad ones
+        # the fleet's default bad rate: a few deliberately spoiled values, as in the demo
         fleet = Fleet(over_mqtt, ready.mqtt_host, ready.mqtt_port,
-                      rate_hz_per_device=args.rate, bad_rate=0.0)
+                      rate_hz_per_device=args.rate)
         runners = [threading.Thread(target=fleet.run, kwargs={"stop": fleet_stop},
                                     daemon=True),
                    threading.Thread(target=http_reporters, daemon=True,
@@ -244,7 +262,7 @@ def main() -> int:
         time.sleep(args.live_seconds)
         featured = week_devices(planned)[0]
         capture(base, args.out, [x for x in args.langs.split(",") if x], featured.id,
-                featured.product.id)
+                featured.product.id, only)
         if args.keep_running:
             print(f"console at {base}/  user {USER}  password {PASSWORD}  (Ctrl-C to stop)")
             while True:

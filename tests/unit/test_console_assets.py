@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wulian.console.router import STATIC_DIR, console_messages
+from wulian.i18n import catalogue
 
 OWN = sorted(p for p in STATIC_DIR.rglob("*") if p.is_file() and "vendor" not in p.parts)
 SCRIPTS = [p for p in OWN if p.suffix == ".js"]
@@ -65,7 +66,7 @@ def test_the_scripts_use_messages_at_all() -> None:
 def test_every_message_the_console_uses_exists(lang: str) -> None:
     messages = console_messages(lang)
     missing = {key: sorted(files) for key, files in used_keys().items() if key not in messages}
-    assert missing == {}, f"console.{lang}.json lacks these keys"
+    assert missing == {}, f"the {lang} catalogue lacks these console. keys"
 
 
 def test_no_message_key_is_built_at_runtime() -> None:
@@ -74,15 +75,33 @@ def test_no_message_key_is_built_at_runtime() -> None:
     assert offenders == []
 
 
-def test_both_console_catalogues_have_the_same_keys() -> None:
-    files = resources.files("wulian.locales")
-    en = json.loads(files.joinpath("console.en.json").read_text("utf-8"))
-    zh = json.loads(files.joinpath("console.zh.json").read_text("utf-8"))
+def console_keys(lang: str) -> dict[str, str]:
+    """Every `console.` message of the merged catalogue, whichever locale file holds it."""
+    return {k: v for k, v in catalogue(lang).items() if k.startswith("console.")}
+
+
+def test_both_languages_have_the_same_console_keys() -> None:
+    en, zh = console_keys("en"), console_keys("zh")
     assert sorted(en) == sorted(zh)
-    assert all(key.startswith("console.") for key in en)
     untranslated = [k for k in en if en[k] == zh[k] and re.search(r"[A-Za-z]{4}", en[k])
                     and k not in ("console.language.en", "console.language.zh")]
     assert untranslated == []
+
+
+def test_the_console_is_served_every_console_key_of_the_catalogue() -> None:
+    # console.*.json and the other areas' files (dashboards.*.json) alike
+    for lang in ("en", "zh"):
+        assert console_messages(lang) == {k.removeprefix("console."): v
+                                          for k, v in console_keys(lang).items()}
+    assert "nav.scenarios" in console_messages("zh")
+
+
+@pytest.mark.parametrize("area", ["console", "dashboards"])
+def test_console_locale_files_hold_only_console_keys(area: str) -> None:
+    files = resources.files("wulian.locales")
+    for lang in ("en", "zh"):
+        doc = json.loads(files.joinpath(f"{area}.{lang}.json").read_text("utf-8"))
+        assert doc and all(key.startswith("console.") for key in doc)
 
 
 @pytest.mark.parametrize("path", RUNTIME, ids=lambda p: p.relative_to(STATIC_DIR).as_posix())

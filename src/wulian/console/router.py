@@ -56,7 +56,12 @@ def _shell() -> str:
 
 @cache
 def console_messages(lang: str) -> dict[str, str]:
-    """The console's messages in `lang`, keys without the `console.` prefix."""
+    """The console's messages in `lang`, keys without the `console.` prefix.
+
+    Every `console.` key of the merged catalogue, whichever locale file defines it
+    (`console.{lang}.json`, `dashboards.{lang}.json`, ...): a page's texts may live with
+    the work that added the page.
+    """
     return {k.removeprefix(PREFIX): v for k, v in catalogue(lang).items()
             if k.startswith(PREFIX)}
 

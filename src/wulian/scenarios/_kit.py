@@ -130,10 +130,21 @@ def drop(values: Values, rng: random.Random, probability: float, *keys: str) -> 
 
 def when(prop: str, test: Callable[[Any], bool], event_id: str,
          params: Callable[[Values, random.Random], dict[str, Any]] | None = None) -> EventRule:
-    """An event raised whenever the reported `prop` passes `test`; by default it carries `prop`."""
+    """An event raised whenever the reported `prop` passes `test`; by default it carries `prop`.
+
+    A value `test` cannot compare (a string where a number belongs: a spoiled reading)
+    raises no event. The fleet derives events from the clean sample anyway
+    (`Product.reading`); this keeps a rule safe for any other caller.
+    """
     def rule(i: int, values: Values, rng: random.Random) -> EventOut:
         value = values.get(prop)
-        if value is not None and test(value):
+        if value is None:
+            return None
+        try:
+            passed = test(value)
+        except (TypeError, ValueError):
+            return None
+        if passed:
             return event_id, ({prop: value} if params is None else params(values, rng))
         return None
     return rule

@@ -93,7 +93,8 @@ class Device:
 
     def __init__(self, device_id: str, secret: str, host: str = "127.0.0.1", port: int = 1883,
                  *, protocol: MQTTProtocolVersion = MQTTv311, tls: ssl.SSLContext | None = None,
-                 keepalive: int = 60, client_id: str | None = None) -> None:
+                 keepalive: int = 60, client_id: str | None = None,
+                 connect_timeout: float = 10.0) -> None:
         self.device_id = device_id
         self.host = host
         self.port = port
@@ -115,6 +116,8 @@ class Device:
         client.username_pw_set(device_id, secret)
         if tls is not None:
             client.tls_set_context(tls)
+        # Set while the client is new: paho refuses to change it once it tried to connect.
+        client.connect_timeout = connect_timeout
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -141,19 +144,42 @@ class Device:
             self._abort()
             raise
 
-    def begin_connect(self, timeout: float = 10.0) -> None:
+    def begin_connect(self, timeout: float | None = None) -> None:
         """Open the connection and send CONNECT without waiting (for callers running the loop).
 
         Drive `client` (`loop_read`, `loop_write`, `loop_misc`) and poll `check_connack`.
+        `timeout` bounds the TCP (and TLS) connect; None keeps the one given at construction.
+        May be called again after any failure: each call is a fresh attempt.
         """
         with self._cond:
             self._connack = None
-        self.client.connect_timeout = timeout
+        if timeout is not None:
+            self._set_connect_timeout(timeout)
         try:
             self.client.connect(self.host, self.port, self.keepalive)
         except (OSError, ssl.SSLError) as exc:
             raise BrokerUnreachable(f"cannot reach MQTT broker at {self.host}:{self.port}: "
                                     f"{exc}") from exc
+
+    def _set_connect_timeout(self, timeout: float) -> None:
+        """Use `timeout` for the next TCP connect, whatever the previous attempt left behind.
+
+        paho allows the change only while its client is closed, and a refused TCP connect
+        leaves it "connecting" with no socket (RuntimeError on the next change). Without a
+        socket, `disconnect()` only marks the client closed (nothing is sent).
+        """
+        client = self.client
+        if client.connect_timeout == timeout:
+            return
+        if client.socket() is None:
+            client.disconnect()
+        try:
+            client.connect_timeout = timeout
+        except RuntimeError:
+            # A previous session's socket is still open; connect() closes it, and this
+            # attempt keeps the previous timeout rather than failing.
+            log.debug("device %s: connect timeout stays %s s", self.device_id,
+                      client.connect_timeout)
 
     def check_connack(self) -> bool:
         """False while the CONNACK is awaited, True once accepted; ConnectionRefused if not."""

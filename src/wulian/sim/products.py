@@ -42,6 +42,23 @@ class Product:
             corrupt(self.model, values, rng)
         return values
 
+    def reading(self, device_index: int, t_ms: int, rng: random.Random, *,
+                bad_rate: float = DEFAULT_BAD_RATE) -> \
+            tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
+        """One reading as a device sends it, and the event it raises: (values, event or None).
+
+        The event is decided on the clean sample, as the device's own firmware would see
+        it; the deliberately bad value (probability `bad_rate`) is what goes on the wire.
+        Event rules therefore only ever see values of their thing model's types.
+        """
+        clean = self.sampler(device_index, t_ms, rng)
+        raised = self.event_rule(device_index, clean, rng)
+        if bad_rate > 0 and rng.random() < bad_rate:
+            sent = dict(clean)
+            corrupt(self.model, sent, rng)
+            return sent, raised
+        return clean, raised
+
     def event(self, device_index: int, values: dict[str, Any],
               rng: random.Random) -> tuple[str, dict[str, Any]] | None:
         """The event a device raises after reporting `values`, if any: (event id, params)."""
@@ -50,10 +67,11 @@ class Product:
 
 def corrupt(model: ThingModel, values: dict[str, Any], rng: random.Random) -> None:
     """Spoil one value the way real devices do: out of range, or the wrong type."""
+    if not values:
+        return
     key = rng.choice(sorted(values))
     f = model.property(key)
-    assert f is not None
-    values[key] = _bad_value(f, rng)
+    values[key] = _bad_value(f, rng) if f is not None else rng.choice(["NaN", None])
 
 
 def _bad_value(f: Field, rng: random.Random) -> Any:

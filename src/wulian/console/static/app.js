@@ -14,6 +14,8 @@ const PAGES = {
   devices: () => import("./pages/devices.js"),
   device: () => import("./pages/device.js"),
   map: () => import("./pages/map.js"),
+  scenarios: () => import("./pages/scenarios.js"),
+  scenario: () => import("./pages/scenario.js"),
   alarms: () => import("./pages/alarms.js"),
   products: () => import("./pages/products.js"),
   product: () => import("./pages/product.js"),
@@ -26,6 +28,8 @@ const ROUTES = [
   [/^\/devices$/, "devices"],
   [/^\/devices\/([^/]+)$/, "device"],
   [/^\/map$/, "map"],
+  [/^\/scenarios$/, "scenarios"],
+  [/^\/scenarios\/([^/]+)$/, "scenario"],
   [/^\/alarms$/, "alarms"],
   [/^\/products$/, "products"],
   [/^\/products\/([^/]+)$/, "product"],
@@ -93,11 +97,24 @@ whenUnauthorized(() => {
 
 const NAV = [
   ["overview", "#/overview", "nav.overview"],
+  ["scenarios", "#/scenarios", "nav.scenarios"],
   ["devices", "#/devices", "nav.devices"],
   ["map", "#/map", "nav.map"],
   ["alarms", "#/alarms", "nav.alarms"],
   ["products", "#/products", "nav.products"],
 ];
+
+// Icons of nav entries that ui.js does not draw (24×24 strokes, the same style).
+const NAV_ICONS = {
+  // a dashboard of tiles with a rising line: the industry scenarios
+  scenarios: "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 19l2.5-3 2 1.5L20 14",
+};
+
+function navIcon(page) {
+  const svg = icon(page);
+  if (NAV_ICONS[page]) svg.querySelector("path").setAttribute("d", NAV_ICONS[page]);
+  return svg;
+}
 
 function languagePicker() {
   return select([["zh", t("language.zh")], ["en", t("language.en")]], language(),
@@ -119,7 +136,7 @@ function buildShell() {
   const links = {};
   const nav = h("nav", { class: "nav" }, NAV.map(([page, href, key]) => {
     links[page] = h("a", { class: "nav-item", href, "data-page": page },
-      icon(page), h("span", null, t(key)), page === "alarms" ? alarmCount : null);
+      navIcon(page), h("span", null, t(key)), page === "alarms" ? alarmCount : null);
     return links[page];
   }));
   const user = session.user;
@@ -224,7 +241,8 @@ async function render() {
   const frame = shell || buildShell();
   for (const [page, link] of Object.entries(frame.links)) {
     const active = page === route.page || (page === "devices" && route.page === "device")
-      || (page === "products" && route.page === "product");
+      || (page === "products" && route.page === "product")
+      || (page === "scenarios" && route.page === "scenario");
     link.classList.toggle("active", active);
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
