@@ -240,11 +240,12 @@ class RulesService:
         return known.device if isinstance(known, Known) else None
 
     def _load(self) -> None:
+        # epochs first: a change committed while loading must still look new afterwards
+        self._epochs = self.rules.epochs()
+        self._registry_epoch = self.store.registry_epoch()
         self._sync_rules()
         for record in self.rules.open_alarms():
             self.engine.alarms.restore(record.alarm)
-        self._epochs = self.rules.epochs()
-        self._registry_epoch = self.store.registry_epoch()
 
     def _check_epochs(self) -> None:
         rules_epoch, alarms_epoch = self.rules.epochs()
@@ -276,6 +277,7 @@ class RulesService:
         for rule_id in self._versions.keys() - versions.keys():
             self.engine.remove_rule(rule_id)  # the store already cleared its alarms
             del self._versions[rule_id]
+        changed: list[Rule] = []
         for rule_id, version in versions.items():
             if self._versions.get(rule_id) == version:
                 continue  # one rule changed: the other 999 are not read again
@@ -288,20 +290,25 @@ class RulesService:
             if stored is None:
                 continue
             self._versions[rule_id] = version
-            self._put(stored.rule)
+            changed.append(stored.rule)
+        if changed:
+            self._put(changed)
         self.stats["rules"] = len(self._versions)
 
-    def _put(self, rule: Rule) -> None:
+    def _put(self, rules: list[Rule]) -> None:
         now = self._clock()
-        for alarm in self.engine.put_rule(rule):
+        by_id = {r.id: r for r in rules}
+        for alarm in self.engine.put_rules(rules):
             # a new version keeps the open alarms it would still raise
+            rule = by_id[alarm.rule_id]
             self.engine.alarms.restore(alarm)
             if not self._in_scope(rule, alarm.subject):
                 change = self.engine.alarms.auto_clear(rule.id, rule.name, alarm.subject, now,
                                                        alarm.value)
                 if change is not None:
                     self._collect([change])
-        self._track(rule)
+        for rule in rules:
+            self._track(rule)
 
     def _in_scope(self, rule: Rule, subject: str) -> bool:
         if rule.group or subject == GROUP:
