@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import signal
@@ -190,6 +191,10 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     await asyncio.to_thread(sampler.start)
     app = create_app(core, admin_token=token)
     app.state.sampler = sampler
+    # Everything built so far lives as long as the process: moved out of the collector's
+    # reach, a full collection no longer walks it (it made every other week-long series
+    # answer 4x slower in bench/console.py, and stalled the loop that runs the broker).
+    gc.freeze()
     app.state.outbox = actions.outbox
     app.state.delivery_worker = actions.worker
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,

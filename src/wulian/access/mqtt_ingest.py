@@ -8,6 +8,7 @@ or in this consumer's persistent session while the consumer is away.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -459,6 +460,7 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     # what this worker stores reaches the serving process's rules and live pages
     feed = FeedPublisher(BrokerUrl.from_settings(settings), f"wulian-feed-{index}")
     core.pipeline.subscribe(feed)
+    gc.freeze()  # the long-lived core out of the collector's walks (see wulian.service)
     try:
         feed.start()
         ingest.start()
