@@ -8,21 +8,18 @@ the same row at once, and a worker that dies mid-send leaves the row due again l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Row, delete, func, insert, select, update
 
-from wulian.ports import StorageUnavailable
 from wulian.rules.actions import DeliveryDraft, draft_row, iso_ms, redact
 from wulian.storage.schema import action_deliveries as table
+from wulian.storage.sqlbase import SqlBase
 
 STATES = ("pending", "delivered", "dead")
 MAX_ERROR = 1000
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,30 +64,12 @@ def _error(text: str) -> str:
     return text if len(text) <= MAX_ERROR else text[:MAX_ERROR - 1] + "…"
 
 
-class SqlOutbox:
-    """The `action_deliveries` table over one SQLAlchemy engine."""
+class SqlOutbox(SqlBase):
+    """The `action_deliveries` table over one SQLAlchemy engine.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        # SQLite: BEGIN IMMEDIATE (see storage.sqlite), so claim's read-then-write never
-        # fails half-way as "busy" and two claimers are serialised.
-        self._writer = engine.execution_options(wulian_immediate=True)
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+    On SQLite claim's read-then-write holds the write lock from its first statement
+    (SqlBase), so two claimers are serialised.
+    """
 
     def enqueue(self, drafts: Sequence[DeliveryDraft], now: int) -> list[int]:
         """Insert drafts as pending deliveries due now; their ids, in order."""

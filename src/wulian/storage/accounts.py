@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 
 from wulian.domain.account import Role, User
 from wulian.domain.clock import now_ms
-from wulian.ports import Conflict, NotFound, StorageUnavailable, Store
-from wulian.storage.metadata import UNAVAILABLE, SqlMetadata
+from wulian.ports import Conflict, NotFound, Store
+from wulian.storage.metadata import SqlMetadata
 from wulian.storage.schema import sessions, users
+from wulian.storage.sqlbase import SqlBase
 
 # A used session is extended ("sliding expiry"), but its row is rewritten at most this
 # often: a console polling every few seconds must not turn every read into a write.
@@ -59,14 +58,12 @@ def _user(row: Row[Any]) -> User:
                 password_hash=m["password_hash"])
 
 
-class SqlAccounts:
-    """Users and sessions in the platform's database (tables `users` and `sessions`)."""
+class SqlAccounts(SqlBase):
+    """Users and sessions in the platform's database (tables `users` and `sessions`).
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        # BEGIN IMMEDIATE on SQLite (see sqlite.sqlite_engine): the read-then-write checks
-        # below (last admin, user exists) hold the write lock from their first statement.
-        self._writer = engine.execution_options(wulian_immediate=True)
+    The read-then-write checks below (last admin, user exists) hold the write lock from
+    their first statement on SQLite (SqlBase).
+    """
 
     @classmethod
     def for_store(cls, store: Store) -> SqlAccounts:
@@ -74,22 +71,6 @@ class SqlAccounts:
         if not isinstance(store, SqlMetadata):
             raise TypeError(f"{type(store).__name__} is not an SQL store")
         return cls(store.engine)
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
 
     # --- users -----------------------------------------------------------------------------
 

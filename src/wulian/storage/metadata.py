@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -24,8 +22,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from wulian.domain.clock import now_ms
 from wulian.domain.device import Device, DeviceState, Location
@@ -48,6 +44,7 @@ from wulian.storage.schema import (
     products,
     series,
 )
+from wulian.storage.sqlbase import SqlBase
 
 # Bumped by every delete_device; writers compare it with the value their series-id cache
 # was filled under, so no process keeps writing to the ids of a deleted series.
@@ -55,8 +52,6 @@ SERIES_EPOCH = "_series_epoch"
 # Bumped with every product or device change: caches in other processes compare it
 # instead of re-reading every device they hold.
 REGISTRY_EPOCH = "_registry_epoch"
-# Errors that mean "the database is unreachable or busy", not "your request is wrong".
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 # Connection history is kept for 30 days and at most 1,000 rows per device. Pruning one
 # device is two index range scans, done after about one of its inserts in 32 rather than
 # every time (so a device may briefly hold a few rows more); the rows of devices that no
@@ -95,38 +90,12 @@ def _device(row: Row[Any]) -> Device:
                   tags=dict(m["tags"] or {}), location=location, created_ms=m["created_ms"])
 
 
-class SqlMetadata:
+class SqlMetadata(SqlBase):
     """Products, devices and device status over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        # On SQLite this engine's transactions start with BEGIN IMMEDIATE (see
-        # sqlite.sqlite_engine), so a read-then-write never fails half-way as "busy".
-        self._writer = engine.execution_options(wulian_immediate=True)
-        self._upsert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+        super().__init__(engine)
         self._next_sweep_ms = 0  # the first connection noted sweeps old history
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    def _bump(self, conn: Connection, name: str) -> None:
-        ins = self._upsert(counters).values(name=name, value=1)
-        conn.execute(ins.on_conflict_do_update(
-            index_elements=[counters.c.name],
-            set_={"value": counters.c.value + ins.excluded.value}))
 
     def registry_epoch(self) -> int:
         """A number that changes whenever a product or device changes."""

@@ -15,8 +15,9 @@ from sqlalchemy import Connection, create_engine, make_url, text
 
 from wulian.domain.message import WriteBatch
 from wulian.ports import StorageUnavailable
-from wulian.storage.metadata import SERIES_EPOCH, UNAVAILABLE, ip_version
+from wulian.storage.metadata import SERIES_EPOCH, ip_version
 from wulian.storage.migrations import upgrade
+from wulian.storage.sqlbase import UNAVAILABLE
 from wulian.storage.telemetry import (
     SeriesIds,
     SeriesKey,

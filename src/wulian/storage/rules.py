@@ -8,15 +8,13 @@ announced through the `_alarms_epoch` counter, which the service watches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Row,
     and_,
     delete,
@@ -26,20 +24,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from wulian.domain.clock import now_ms
 from wulian.i18n import t
-from wulian.ports import Conflict, NotFound, StorageUnavailable
+from wulian.ports import Conflict, NotFound
 from wulian.rules.alarms import Alarm, AlarmChange, AlarmError, AlarmState, ChangeKind
 from wulian.rules.model import Rule, RuleError, Severity, parse_rule
 from wulian.storage.schema import action_deliveries, alarm_changes, alarms, counters, rules
+from wulian.storage.sqlbase import SqlBase
 
 log = logging.getLogger(__name__)
 RULES_EPOCH = "_rules_epoch"  # bumped with every rule change: the service reloads its set
 ALARMS_EPOCH = "_alarms_epoch"  # bumped when a person changes an alarm outside the service
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 OPEN_STATES = (AlarmState.ACTIVE.value, AlarmState.ACKNOWLEDGED.value)
 
 
@@ -113,34 +109,8 @@ def change_from_row(row: Row[Any]) -> AlarmChange:
                        m["ts"], Severity(m["severity"]), m["value"], m["by"], m["comment"])
 
 
-class SqlRules:
+class SqlRules(SqlBase):
     """Rules, alarms, alarm history and the action outbox's inserts over one engine."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(wulian_immediate=True)
-        self._upsert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() as conn:
-                yield conn
-        except UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
-
-    def _bump(self, conn: Connection, name: str) -> None:
-        ins = self._upsert(counters).values(name=name, value=1)
-        conn.execute(ins.on_conflict_do_update(
-            index_elements=[counters.c.name], set_={"value": counters.c.value + 1}))
 
     def epochs(self) -> tuple[int, int]:
         """(rules epoch, alarms epoch): cheap to read once a second."""

@@ -14,8 +14,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from wulian.domain.message import WriteBatch
 from wulian.ports import StorageUnavailable
-from wulian.storage.metadata import SERIES_EPOCH, UNAVAILABLE, ip_version
+from wulian.storage.metadata import SERIES_EPOCH, ip_version
 from wulian.storage.migrations import upgrade
+from wulian.storage.sqlbase import UNAVAILABLE
 from wulian.storage.telemetry import (
     SeriesIds,
     SeriesKey,
