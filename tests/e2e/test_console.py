@@ -8,90 +8,38 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.fixtures.common import ENV_SENSOR
-from wulian.config import Settings
+from tests.fixtures.console import (
+    PASSWORD,
+    Platform,
+    log_in,
+    needs_chromium,
+    pages,
+    running_platform,
+    text,
+    wait_for,
+)
 from wulian.console.router import console_messages
-from wulian.domain.account import Role, hash_password
-from wulian.netutil import pick_port
-from wulian.sdk.device import Device
-from wulian.service import Ready, serve
-from wulian.storage.accounts import SqlAccounts
+from wulian.domain.account import Role
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-PASSWORD = "console-e2e-" + secrets.token_hex(4)
 USERS = {"ada": Role.ADMIN, "otto": Role.OPERATOR, "vera": Role.VIEWER}
 HOT = {"id": "e2e-hot", "name": "Room too hot", "severity": "major", "product": "env-sensor",
        "condition": {"type": "threshold", "property": "temperature", "op": ">", "value": 50}}
-T = TypeVar("T")
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None,
-                       reason="needs Debian's chromium (apt-get install chromium)"),
-    pytest.mark.timeout(300),
-]
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or probe}")
-        time.sleep(0.1)
-
-
-@dataclass
-class Platform:
-    base: str
-    mqtt_port: int
-    api: httpx.Client  # the admin token's view, to compare the pages with
-    secrets: dict[str, str]
-
-    def device(self, device_id: str) -> Device:
-        """A device of the platform (use with `with`: it connects, then waits and leaves)."""
-        return Device(device_id, self.secrets[device_id], "127.0.0.1", self.mqtt_port)
+pytestmark = needs_chromium()
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("console")
-    token = secrets.token_urlsafe(16)
-    settings = Settings(data_dir=data, http_port=pick_port(0, "127.0.0.1"),
-                        mqtt_port=pick_port(0, "127.0.0.1"), admin_token=token, lang="en")
-    stop, up, box = threading.Event(), threading.Event(), []
-
-    def on_ready(ready: Ready) -> None:
-        box.append(ready)
-        up.set()
-
-    server = threading.Thread(target=serve, args=(settings,), daemon=True,
-                              kwargs={"on_ready": on_ready, "stop": stop})
-    server.start()
-    try:
-        assert up.wait(60), "the platform did not start"
-        ready: Ready = box[0]
-        accounts = SqlAccounts.for_store(ready.core.store)
-        for name, role in USERS.items():
-            accounts.add_user(name, hash_password(PASSWORD), role)
-        client = httpx.Client(base_url=ready.http_url, timeout=30,
-                              headers={"Authorization": f"Bearer {token}"})
+    with running_platform(tmp_path_factory.mktemp("console"), USERS) as (ready, client):
         assert client.post("/api/v1/products", json=ENV_SENSOR).status_code == 201
         device_secrets = {}
         for number, (lat, lon) in enumerate([(30.259, 120.13), (30.242, 120.169)], 1):
@@ -101,62 +49,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             assert answer.status_code == 201, answer.text
             device_secrets[f"room-{number}"] = answer.json()["secret"]
         yield Platform(ready.http_url, ready.mqtt_port, client, device_secrets)
-        client.close()
-    finally:
-        stop.set()
-        server.join(60)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
 def page_factory(browser: Any, platform: Platform) -> Iterator[Callable[..., Any]]:
-    """New browser contexts (own cookies), each page failing the test on a script error
-    and on any request that leaves the platform's origin."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(locale: str = "en-US") -> Any:
-        ctx = browser.new_context(locale=locale, viewport={"width": 1400, "height": 900})
-        contexts.append(ctx)
-
-        def gate(route: Any) -> None:
-            if route.request.url.startswith(platform.base):
-                route.continue_()
-            else:
-                problems.append(f"request off the origin: {route.request.url}")
-                route.abort()
-
-        ctx.route("**/*", gate)
-        page = ctx.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.set_default_timeout(15_000)
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
-    assert problems == []
-
-
-def log_in(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/")
-    page.wait_for_selector("[data-testid=login-form]")
-    page.fill("[data-testid=username]", username)
-    page.fill("[data-testid=password]", PASSWORD)
-    page.click("[data-testid=login-submit]")
-    page.wait_for_selector("[data-testid=user]")
-
-
-def text(page: Any, testid: str) -> str:
-    result: str = page.locator(f"[data-testid={testid}]").inner_text()
-    return result.strip()
+    yield from pages(browser, platform.base)
 
 
 # --- language and login ---------------------------------------------------------------------

@@ -7,67 +7,35 @@ No browser is downloaded: Playwright drives /usr/bin/chromium (`apt-get install 
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 
+from tests.fixtures.console import (
+    Platform,
+    log_in,
+    needs_chromium,
+    pages,
+    running_platform,
+    text,
+    wait_for,
+)
 from wulian import scenarios
-from wulian.config import Settings
 from wulian.console.router import console_messages
-from wulian.domain.account import Role, hash_password
-from wulian.netutil import pick_port
-from wulian.sdk.device import Device
-from wulian.service import Ready, serve
-from wulian.storage.accounts import SqlAccounts
+from wulian.domain.account import Role
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-PASSWORD = "console-e2e-" + secrets.token_hex(4)
 USERS = {"vera": Role.VIEWER}
 ENERGY = scenarios.get("energy")
 METERS = [f"meter-{n:03d}" for n in range(1, 5)]  # four: the dashboard charts the first three
 TRANSFORMERS = ["tx-001", "tx-002"]
 OVERVOLTAGE = "energy-overvoltage"
-T = TypeVar("T")
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None,
-                       reason="needs Debian's chromium (apt-get install chromium)"),
-    pytest.mark.timeout(300),
-]
+pytestmark = needs_chromium()
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 15.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or probe}")
-        time.sleep(0.1)
-
-
-@dataclass
-class Platform:
-    base: str
-    mqtt_port: int
-    api: httpx.Client  # the admin token's view, to compare the pages with
-    secrets: dict[str, str]
-
-    def device(self, device_id: str) -> Device:
-        """A device of the platform (use with `with`: it connects, then waits and leaves)."""
-        return Device(device_id, self.secrets[device_id], "127.0.0.1", self.mqtt_port)
-
+class Energy(Platform):
     def scenario(self, lang: str = "en") -> dict[str, Any]:
         answer = self.api.get("/api/v1/scenarios/energy", headers={"Accept-Language": lang})
         assert answer.status_code == 200, answer.text
@@ -88,28 +56,9 @@ def default_rules() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Energy]:
     data = tmp_path_factory.mktemp("console-scenarios")
-    token = secrets.token_urlsafe(16)
-    settings = Settings(data_dir=data, http_port=pick_port(0, "127.0.0.1"),
-                        mqtt_port=pick_port(0, "127.0.0.1"), admin_token=token, lang="en")
-    stop, up, box = threading.Event(), threading.Event(), []
-
-    def on_ready(ready: Ready) -> None:
-        box.append(ready)
-        up.set()
-
-    server = threading.Thread(target=serve, args=(settings,), daemon=True,
-                              kwargs={"on_ready": on_ready, "stop": stop})
-    server.start()
-    try:
-        assert up.wait(60), "the platform did not start"
-        ready: Ready = box[0]
-        accounts = SqlAccounts.for_store(ready.core.store)
-        for name, role in USERS.items():
-            accounts.add_user(name, hash_password(PASSWORD), role)
-        client = httpx.Client(base_url=ready.http_url, timeout=30,
-                              headers={"Authorization": f"Bearer {token}"})
+    with running_platform(data, USERS) as (ready, client):
         for sp in ENERGY.products:
             answer = client.post("/api/v1/products", json=sp.product.doc)
             assert answer.status_code == 201, answer.text
@@ -126,7 +75,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         for rule in default_rules():
             answer = client.post("/api/v1/rules", json=rule)
             assert answer.status_code == 201, answer.text
-        platform = Platform(ready.http_url, ready.mqtt_port, client, device_secrets)
+        platform = Energy(ready.http_url, ready.mqtt_port, client, device_secrets)
         # one meter reports a supply overvoltage: an alarm of a default rule, and a reading
         with platform.device(METERS[0]) as dev:
             dev.publish_telemetry({"voltage_a": 251.0, "voltage_b": 229.5, "voltage_c": 230.1,
@@ -138,68 +87,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             dev.wait_published()
         wait_for(lambda: platform.scenario()["open_alarms"] == 1, what="the overvoltage alarm")
         yield platform
-        client.close()
-    finally:
-        stop.set()
-        server.join(60)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
-def page_factory(browser: Any, platform: Platform) -> Iterator[Callable[..., Any]]:
-    """New browser contexts (own cookies), each page failing the test on a script error
-    and on any request that leaves the platform's origin."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(locale: str = "en-US") -> Any:
-        ctx = browser.new_context(locale=locale, viewport={"width": 1400, "height": 900})
-        contexts.append(ctx)
-
-        def gate(route: Any) -> None:
-            if route.request.url.startswith(platform.base):
-                route.continue_()
-            else:
-                problems.append(f"request off the origin: {route.request.url}")
-                route.abort()
-
-        ctx.route("**/*", gate)
-        page = ctx.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        # a text the catalogue lacks: i18n.js warns and shows the key
-        page.on("console", lambda msg: problems.append(f"console: {msg.text}")
-                if "no message for" in msg.text else None)
-        page.set_default_timeout(15_000)
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
-    assert problems == []
+def page_factory(browser: Any, platform: Energy) -> Iterator[Callable[..., Any]]:
+    yield from pages(browser, platform.base, missing_text_fails=True)
 
 
-def log_in(page: Any, base: str, username: str) -> None:
-    page.goto(f"{base}/")
-    page.wait_for_selector("[data-testid=login-form]")
-    page.fill("[data-testid=username]", username)
-    page.fill("[data-testid=password]", PASSWORD)
-    page.click("[data-testid=login-submit]")
-    page.wait_for_selector("[data-testid=user]")
-
-
-def text(page: Any, testid: str) -> str:
-    result: str = page.locator(f"[data-testid={testid}]").inner_text()
-    return result.strip()
-
-
-def online_devices(platform: Platform, product: str) -> int:
+def online_devices(platform: Energy, product: str) -> int:
     rows = platform.api.get("/api/v1/devices", params={
         "product": product, "status": "true", "limit": 1000}).json()["data"]
     return sum(1 for d in rows if d["status"] and d["status"]["online"])
@@ -210,7 +105,7 @@ def online_devices(platform: Platform, product: str) -> int:
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("zh-CN", "zh")])
 def test_the_scenarios_page_shows_every_template_with_the_apis_figures(
-        page_factory: Callable[..., Any], platform: Platform, locale: str, lang: str) -> None:
+        page_factory: Callable[..., Any], platform: Energy, locale: str, lang: str) -> None:
     page = page_factory(locale)
     log_in(page, platform.base, "vera")
     page.click("nav a[data-page=scenarios]")  # from the sidebar
@@ -251,7 +146,7 @@ def test_the_scenarios_page_shows_every_template_with_the_apis_figures(
 
 
 def test_the_energy_dashboard_shows_the_figures_the_api_reports(
-        page_factory: Callable[..., Any], platform: Platform) -> None:
+        page_factory: Callable[..., Any], platform: Energy) -> None:
     page = page_factory("en-US")
     log_in(page, platform.base, "vera")
     page.goto(f"{platform.base}/#/scenarios/energy")
@@ -306,7 +201,7 @@ def test_the_energy_dashboard_shows_the_figures_the_api_reports(
 
 
 def test_a_dashboard_chart_gains_the_point_a_device_publishes(
-        page_factory: Callable[..., Any], platform: Platform) -> None:
+        page_factory: Callable[..., Any], platform: Energy) -> None:
     page = page_factory("en-US")
     log_in(page, platform.base, "vera")
     page.goto(f"{platform.base}/#/scenarios/energy")
@@ -333,7 +228,7 @@ def test_a_dashboard_chart_gains_the_point_a_device_publishes(
 
 
 def test_a_new_alarm_of_the_scenario_appears_without_reloading(
-        page_factory: Callable[..., Any], platform: Platform) -> None:
+        page_factory: Callable[..., Any], platform: Energy) -> None:
     page = page_factory("en-US")
     log_in(page, platform.base, "vera")
     page.goto(f"{platform.base}/#/scenarios/energy")
@@ -352,7 +247,7 @@ def test_a_new_alarm_of_the_scenario_appears_without_reloading(
 
 
 def test_an_unknown_scenario_says_so(page_factory: Callable[..., Any],
-                                     platform: Platform) -> None:
+                                     platform: Energy) -> None:
     page = page_factory("zh-CN")
     log_in(page, platform.base, "vera")
     page.goto(f"{platform.base}/#/scenarios/nope")
