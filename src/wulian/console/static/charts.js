@@ -6,11 +6,11 @@ import { h } from "./ui.js";
 import { uPlotLib } from "./vendor.js";
 
 const MAX_POINTS = 20000;
-const DAY = 86400000;
-const AXIS = { stroke: "#667085", font: "11px system-ui, sans-serif",
+export const DAY = 86400000;
+export const AXIS = { stroke: "#667085", font: "11px system-ui, sans-serif",
   grid: { stroke: "#eef1f5", width: 1 }, ticks: { stroke: "#e4e7ec", width: 1, size: 4 } };
 
-function timeTicks(u, splits, axisIdx, space, incr) {
+export function timeTicks(u, splits, axisIdx, space, incr) {
   let lastDay = null;
   const spansDays = splits.length > 1 && (splits[splits.length - 1] - splits[0]) >= DAY;
   return splits.map((ms) => {
@@ -24,7 +24,7 @@ function timeTicks(u, splits, axisIdx, space, incr) {
   });
 }
 
-function insertSorted(xs, ys, x, y) {
+export function insertSorted(xs, ys, x, y) {
   const n = xs.length;
   if (!n || x > xs[n - 1]) {
     xs.push(x);

@@ -2,50 +2,13 @@
 // one line per device, each with its own timestamps, aligned when drawn. Live points are
 // appended to their series without reloading.
 
-import { DASH, fmtClock, fmtDay, fmtNumber, fmtTime, fmtValue, t } from "../i18n.js";
+import { DASH, fmtNumber, fmtTime, fmtValue, t } from "../i18n.js";
+import { AXIS, insertSorted, timeTicks } from "../charts.js";
 import { h } from "../ui.js";
 import { uPlotLib } from "../vendor.js";
 
 const MAX_POINTS = 5000; // per series: a day of one-minute buckets fits three times over
-const DAY = 86400000;
-const AXIS = { stroke: "#667085", font: "11px system-ui, sans-serif",
-  grid: { stroke: "#eef1f5", width: 1 }, ticks: { stroke: "#e4e7ec", width: 1, size: 4 } };
 export const SERIES_COLORS = ["#1463ff", "#0e9f6e", "#f97316", "#9061f9", "#e74694"];
-
-function timeTicks(u, splits, axisIdx, space, incr) {
-  let lastDay = null;
-  const spansDays = splits.length > 1 && (splits[splits.length - 1] - splits[0]) >= DAY;
-  return splits.map((ms) => {
-    if (ms === null || ms === undefined) return null;
-    if (incr >= DAY) return fmtDay(ms);
-    const day = fmtDay(ms);
-    const clock = fmtClock(ms, incr < 60000);
-    const label = spansDays && day !== lastDay ? `${clock}\n${day}` : clock;
-    lastDay = day;
-    return label;
-  });
-}
-
-function insertSorted(xs, ys, x, y) {
-  const n = xs.length;
-  if (!n || x > xs[n - 1]) {
-    xs.push(x);
-    ys.push(y);
-    return;
-  }
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  if (xs[lo] === x) ys[lo] = y;
-  else {
-    xs.splice(lo, 0, x);
-    ys.splice(lo, 0, y);
-  }
-}
 
 // Every series' timestamps on one axis, each series null where it has no point.
 function align(series) {
