@@ -77,7 +77,6 @@ class RulesService:
         self._pending: list[AlarmChange] = []  # decided but not yet stored (storage down)
         self._pending_rows: list[dict[str, Any]] = []
         self.stats: Counter[str] = Counter()
-        self.last_error: str | None = None
 
     # --- wiring ------------------------------------------------------------------------
 
@@ -231,7 +230,6 @@ class RulesService:
 
     def _storage_down(self, exc: StorageUnavailable) -> None:
         self.stats["storage_errors"] += 1
-        self.last_error = str(exc)
         log.warning(t("rules.log.storage", detail=str(exc)[:200]))
         time.sleep(RETRY_S)
 
