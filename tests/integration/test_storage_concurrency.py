@@ -16,6 +16,7 @@ from wulian.domain.message import EventRecord, SeenRecord, WriteBatch
 from wulian.domain.thingmodel import parse_thing_model
 from wulian.ports import StorageUnavailable, Store
 from wulian.storage import open_store
+from wulian.storage.postgres import COUNTER_SHARDS
 
 pytestmark = pytest.mark.timeout(120)
 BASE = 1_699_999_980_000
@@ -146,11 +147,14 @@ def test_deleting_devices_while_batches_are_written_leaves_no_orphans(url: str) 
 
 def test_counters_add_up_every_row_of_a_name(meter: Store, url: str) -> None:
     meter.write(batch([("m1", "count", BASE, 1)]))
+    # another writer's shard: never this store's own (on PostgreSQL it follows the pid)
+    other = (getattr(meter, "_shard", 0) + 1) % COUNTER_SHARDS
     with meter.engine.begin() as conn:  # type: ignore[attr-defined]
         # As other writers (another shard) and a plain single row would have left them.
         conn.execute(text("INSERT INTO counters (name, value) VALUES "
-                          "('messages_accepted@5', 2), ('rejected.wrong_type@5', 3), "
-                          "('rejected.wrong_type', 4), ('_some_epoch@5', 9)"))
+                          f"('messages_accepted@{other}', 2), "
+                          f"('rejected.wrong_type@{other}', 3), "
+                          f"('rejected.wrong_type', 4), ('_some_epoch@{other}', 9)"))
     counters = meter.counters()
     assert counters["messages_accepted"] == 3 and counters["rejected.wrong_type"] == 7
     assert not [name for name in counters if "@" in name or name.startswith("_")]
