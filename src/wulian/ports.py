@@ -208,3 +208,49 @@ class NoBrokerAdmin:
 
     def remove(self, device_id: str) -> None:
         return None
+
+
+# --- organisations and the audit log ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One change as a use case reports it, before the log chains it.
+
+    `action` is a stable code (`device.create`, `rule.delete`, `key.revoke`, `auth.login`),
+    `outcome` is `ok` or the refusing error's code; `before`/`after` are short summaries
+    (changed fields, never secrets). Words are rendered at read time from these codes.
+    """
+
+    ts: int
+    actor: str  # Actor.label: `user:alice`, `key:k_3f2a`, `token:admin`, `cli:root`
+    org_id: str | None
+    action: str
+    target: str | None
+    outcome: str = "ok"
+    source: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A stored audit entry: the record, its sequence number and its place in the chain."""
+
+    seq: int
+    record: AuditRecord
+    prev_hash: str  # hex SHA-256 of the previous entry ("0" * 64 for the first)
+    hash: str  # hex SHA-256 over prev_hash and this entry's canonical form
+
+
+class AuditLog(Protocol):
+    """An append-only, hash-chained log of every change (`wulian.storage.audit`)."""
+
+    def append(self, record: AuditRecord) -> AuditEntry:
+        """Chain and store one record; never loses one it returned."""
+        ...
+
+    def entries(self, *, org_id: str | None, since: int | None = None,
+                until: int | None = None, actor: str | None = None, action: str | None = None,
+                after_seq: int | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Entries oldest first after `after_seq` (the cursor); `org_id` None means all."""
+        ...

@@ -39,6 +39,15 @@ BIG_ID: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 # JSONB on PostgreSQL: binary, indexable, and what `->>` filters are fast on.
 DOC: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 ID_LEN = 128
+ORG_LEN = 64
+DEFAULT_ORG = "default"  # wulian.domain.actor.DEFAULT_ORG; what predates organisations
+
+
+def org_column(*, nullable: bool = False) -> Column[str]:
+    """The owning organisation of a row (every tenant-owned table has one)."""
+    if nullable:
+        return Column("org_id", String(ORG_LEN))
+    return Column("org_id", String(ORG_LEN), nullable=False, server_default=DEFAULT_ORG)
 
 metadata = MetaData()
 
@@ -48,6 +57,8 @@ products = Table(
     Column("name", Text, nullable=False),
     Column("doc", DOC, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    org_column(),
+    Index("ix_products_org", "org_id"),
 )
 
 devices = Table(
@@ -62,6 +73,8 @@ devices = Table(
     Column("lon", Double),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_devices_product", "product"),
+    org_column(),
+    Index("ix_devices_org", "org_id", "id"),
 )
 
 device_status = Table(
@@ -127,6 +140,8 @@ rejections = Table(
     Column("payload", LargeBinary, nullable=False),
     Index("ix_rejections_received", "received_ms"),
     Index("ix_rejections_device_received", "device_id", "received_ms"),
+    org_column(nullable=True),  # NULL: an unknown sender, seen by the platform operator only
+    Index("ix_rejections_org_received", "org_id", "received_ms"),
 )
 
 counters = Table(
@@ -149,6 +164,8 @@ rules = Table(
     Column("version", Integer, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    org_column(),
+    Index("ix_rules_org", "org_id"),
 )
 
 alarms = Table(
@@ -176,6 +193,8 @@ alarms = Table(
     # at most one open alarm per (rule, subject), whatever process raised it
     Index("ux_alarms_open", "rule_id", "subject", unique=True,
           sqlite_where=text("state <> 'cleared'"), postgresql_where=text("state <> 'cleared'")),
+    org_column(),
+    Index("ix_alarms_org_raised", "org_id", "raised_ms"),
 )
 
 alarm_changes = Table(
@@ -215,6 +234,8 @@ action_deliveries = Table(
     Column("done_ms", BigInteger),
     Index("ix_action_deliveries_due", "state", "next_ms"),
     Index("ix_action_deliveries_alarm", "alarm_id"),
+    org_column(),
+    Index("ix_action_deliveries_org", "org_id", "id"),
 )
 
 # --- console accounts -----------------------------------------------------------------
@@ -227,6 +248,9 @@ users = Table(
     Column("disabled", Boolean, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    # a platform operator stands above organisations: org_id NULL, platform true
+    Column("org_id", String(ORG_LEN), server_default=DEFAULT_ORG),
+    Column("platform", Boolean, nullable=False, server_default=text("false")),
 )
 
 sessions = Table(
@@ -268,4 +292,53 @@ connection_log = Table(
     Column("remote", Text),
     Column("ip_version", Integer),
     Index("ix_connection_log_device_ts", "device_id", "ts"),
+)
+
+
+# --- organisations, API keys, the audit log ------------------------------------------
+
+organisations = Table(
+    "organisations", metadata,
+    Column("id", String(ORG_LEN), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # active / suspended
+    Column("quotas", DOC, nullable=False),  # {"max_devices": 1000, ...}; absent = unlimited
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),  # public part of `wlk_<id>.<secret>`
+    Column("org_id", String(ORG_LEN), nullable=False),
+    Column("name", Text, nullable=False),
+    # sha256 hex: the secret is 256 random bits, so a slow hash would add nothing
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", DOC, nullable=False),
+    Column("networks", DOC, nullable=False),  # allowed source networks; [] = anywhere
+    Column("created_by", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Index("ix_api_keys_org", "org_id"),
+)
+
+# Append-only; each entry carries the SHA-256 of the previous one (`wulian audit verify`).
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BIG_ID, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("org_id", String(ORG_LEN)),
+    Column("action", String(64), nullable=False),
+    Column("target", Text),
+    Column("outcome", String(64), nullable=False),
+    Column("source", Text),
+    Column("before", DOC),
+    Column("after", DOC),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_org_seq", "org_id", "seq"),
+    Index("ix_audit_log_ts", "ts"),
 )
