@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import time
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -574,6 +576,26 @@ def test_bad_credentials_never_tell_which_ids_exist(directory: DeviceDirectory, 
                                                     secret: str) -> None:
     refused = directory.authenticate(device_id, secret)
     assert refused == Rejection(RejectCode.BAD_CREDENTIALS)
+
+
+def test_an_unknown_id_costs_the_same_slow_check_as_a_wrong_secret(
+        directory: DeviceDirectory, verify_calls: list[str]) -> None:
+    # Issue 10: a wrong secret for a registered id took 83 ms, an unknown id 5.5 ms, so
+    # the answer's timing told which ids exist.
+    assert directory.authenticate("ghost", "wrong") == Rejection(RejectCode.BAD_CREDENTIALS)
+    assert directory.authenticate("dev-1", "wrong") == Rejection(RejectCode.BAD_CREDENTIALS)
+    assert verify_calls == ["wrong", "wrong"]  # one slow hash each, whichever the case
+
+    def median_s(device_id: str) -> float:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            directory.authenticate(device_id, "wrong")
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    ratio = median_s("ghost-2") / median_s("dev-1")
+    assert 0.3 < ratio < 3.3, ratio  # before the fix: ~0.07
 
 
 def test_a_wrong_secret_is_not_cached(directory: DeviceDirectory,
