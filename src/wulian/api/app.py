@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wulian import __version__
 from wulian.accounts import AccountService
+from wulian.api.bodygate import AuthBeforeBody
 from wulian.api.deps import (
     RETRY_AFTER_S,
     ApiError,
@@ -214,5 +215,6 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
             "status": exc.status_code, "path": request.url.path}), request_lang(request))
 
     mount_console(app)  # after the API: its catch-all page routes must not shadow it
+    app.add_middleware(AuthBeforeBody, prefix=API_PREFIX, limit=core.settings.max_request_bytes)
     app.add_middleware(CatchAll)
     return app

@@ -174,6 +174,24 @@ def caller(request: Request,
     A bearer token, when sent, decides alone: a wrong one is refused even beside a valid
     cookie. Cookie-authenticated changes must pass `check_csrf`.
     """
+    known: Caller | None = getattr(request.state, "caller", None)
+    if known is not None:  # authenticated before its body was read (`AuthBeforeBody`)
+        return known
+    return identify(request, creds, token)
+
+
+def request_credentials(request: Request) -> tuple[HTTPAuthorizationCredentials | None,
+                                                   str | None]:
+    """The bearer credentials and session cookie a request carries, as `caller` takes them."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    creds = (HTTPAuthorizationCredentials(scheme=scheme, credentials=value.strip())
+             if scheme.lower() == "bearer" and value.strip() else None)
+    return creds, request.cookies.get(SESSION_COOKIE) or None
+
+
+def identify(request: Request, creds: HTTPAuthorizationCredentials | None,
+             token: str | None) -> Caller:
+    """Who `creds` (a bearer token) or `token` (a session cookie) say the caller is."""
     if creds is not None:
         require_admin(request, creds)
         return Caller(ADMIN_CALLER, Role.ADMIN)
