@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from wulian.config import Settings
 from wulian.domain.clock import now_ms
 from wulian.i18n import t
 from wulian.netutil import PortInUse, port_free
+from wulian.workers import clear_stale_workers
 
 if TYPE_CHECKING:
     from wulian.access.mosquitto import BrokerUrl
@@ -163,13 +165,16 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                               core.batch_sinks())
         if not await asyncio.to_thread(feed.start, WORKER_START_S):
             log.warning(t("service.feed_slow", seconds=WORKER_START_S))
+        # workers a killed earlier run left behind would fight these over their client ids
+        await asyncio.to_thread(clear_stale_workers, settings.data_dir)
         ctx = mp.get_context("spawn")
         count = worker_count(settings)
         subscribed = []
         for index in range(count):
             ready_event = ctx.Event()
             proc = ctx.Process(target=run_worker,
-                               args=(settings.model_dump_json(), index, ready_event, count),
+                               args=(settings.model_dump_json(), index, ready_event, count,
+                                     os.getpid()),
                                name=f"wulian-ingest-{index}", daemon=True)
             proc.start()
             workers.append(proc)

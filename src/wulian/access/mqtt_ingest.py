@@ -36,6 +36,7 @@ from wulian.domain.message import Inbound, Outcome, Protocol
 from wulian.i18n import t
 from wulian.pipeline.ingest import BatchRun, Pipeline, now_ms
 from wulian.ports import StorageUnavailable
+from wulian.workers import die_with_parent, hold_worker_lock, parent_alive
 
 if TYPE_CHECKING:
     from wulian.bootstrap import Core
@@ -436,13 +437,15 @@ def worker_count(settings: Settings) -> int:
 
 
 def run_worker(settings_json: str, index: int, ready: Any = None,
-               workers: int | None = None) -> None:
+               workers: int | None = None, parent_pid: int | None = None) -> None:
     """Entry point of one ingest process (multiprocessing, spawn): consume until SIGTERM.
 
     `ready`, a multiprocessing Event, is set once the worker's subscriptions stand: on a
     broker's first start, messages published before that have no session to wait in.
     `workers` must be the number started (default: worker_count): with one, a worker
     subscribes plainly; with several, shared. Got wrong, every message arrives twice.
+    With `parent_pid` the worker stops (storing and acknowledging what it holds) when that
+    process dies, and holds the data dir's worker lock while it runs (`wulian.workers`).
     """
     from wulian.alerting.feed import FeedPublisher
     from wulian.bootstrap import build_core
@@ -455,6 +458,9 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+        hold_worker_lock(settings.data_dir, index)
     core = build_core(settings, provision_broker=False)
     ingest = MqttIngest.for_broker(core, index, workers)
     # what this worker stores reaches the serving process's rules and live pages
@@ -468,7 +474,8 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
             if ingest.wait_ready(0.1):
                 ready.set()
         while not stop.wait(1.0):
-            pass
+            if parent_pid is not None and not parent_alive(parent_pid):
+                break
     finally:
         ingest.stop()
         feed.stop()
