@@ -1,7 +1,7 @@
-"""`wulian serve`: one process hosting the API, the embedded broker and the MQTT ingest.
+"""`wulian serve`: one process hosting the API, the embedded MQTT transport and the ingest.
 
-With the embedded broker everything runs in this process (one asyncio loop for the
-broker and the HTTP server, one consumer thread). With an external broker the MQTT
+Embedded, everything runs in this process: one asyncio loop for the device transport and
+the HTTP server, the pipeline's writes in a worker thread. With an external broker the MQTT
 ingest runs in `settings.ingest_workers` separate processes (default: one per core)
 behind an MQTT 5 shared subscription, so decoding, validation and writes use every core.
 """
@@ -144,21 +144,16 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     token, created = admin_token(settings)
     platform_password, _ = settings.ensure_secret(PLATFORM_SECRET)
     broker = None
-    consumers: list[MqttIngest] = []
     workers: list[mp.context.SpawnProcess] = []
     feed: FeedSubscriber | None = None
     core.start_alerting()
     if settings.embedded_broker:
-        from wulian.access.mqtt_embedded import EmbeddedBroker
+        from wulian.access.mqtt_transport import DeviceTransport
 
-        broker = EmbeddedBroker(core, host=settings.mqtt_host, port=settings.mqtt_port,
-                                platform_password=platform_password)
+        # devices' messages go from the socket to the pipeline, acknowledged once stored
+        broker = DeviceTransport(core, host=settings.mqtt_host, port=settings.mqtt_port,
+                                 platform_password=platform_password)
         await broker.start()
-        consumer = MqttIngest.for_embedded(core, platform_password)
-        # start() waits for the subscription, which the broker in this very loop must
-        # answer: wait in a thread, not on the loop.
-        await asyncio.to_thread(consumer.start)
-        consumers.append(consumer)
         mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
     else:
         feed = FeedSubscriber(BrokerUrl.from_settings(settings), "wulian-feed",
@@ -234,8 +229,6 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        for consumer in consumers:
-            await asyncio.to_thread(consumer.stop)
         for proc in workers:
             proc.terminate()
         for proc in workers:

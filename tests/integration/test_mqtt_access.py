@@ -15,10 +15,11 @@ import pytest
 from tests.fixtures.common import free_port
 from tests.fixtures.mosquitto import MosquittoBroker, MqttPlatform, wait_until
 from wulian.access.mosquitto import BrokerAdminError, DynSecAdmin
-from wulian.access.mqtt_embedded import EmbeddedBroker, PortInUse
+from wulian.access.mqtt_transport import DeviceTransport
 from wulian.bootstrap import build_core
 from wulian.config import Settings
 from wulian.i18n import t
+from wulian.netutil import PortInUse
 from wulian.pipeline.ingest import now_ms
 
 pytestmark = pytest.mark.timeout(60)
@@ -183,7 +184,7 @@ def test_registry_changes_reach_the_broker(mqtt_platform: MqttPlatform) -> None:
     live = p.connect("life-1", secret)
     assert live.connected
     p.core.registry.update_device("life-1", state="disabled")
-    if p.mode == "mosquitto":  # dynsec ends the session too (amqtt offers no way to)
+    if p.mode == "mosquitto":  # dynsec ends the session too (the embedded transport: not yet)
         wait_until(lambda: not live.client.is_connected(), what="the disabled device cut off")
     assert not p.connect("life-1", secret).connected
     p.core.registry.update_device("life-1", state="active")
@@ -202,7 +203,7 @@ def test_embedded_broker_on_a_taken_port_says_so(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         core = build_core(Settings(data_dir=tmp_path, mqtt_port=port))
         try:
-            broker = EmbeddedBroker(core, host="127.0.0.1", port=port, platform_password="x")
+            broker = DeviceTransport(core, host="127.0.0.1", port=port, platform_password="x")
             with pytest.raises(PortInUse) as caught:
                 asyncio.run(broker.start())
         finally:
@@ -232,7 +233,7 @@ def test_dynsec_admin_with_a_wrong_password_is_a_clear_error(mosquitto: Mosquitt
 @pytest.mark.parametrize("mode", ["embedded", "mosquitto"])
 def test_devices_connect_over_ipv6_and_their_presence_is_recorded(
         make_mqtt_platform: Callable[..., MqttPlatform], mode: str) -> None:
-    # Embedded: amqtt's plugin events; Mosquitto: its log lines on $SYS/broker/log/N.
+    # Embedded: the transport's own connects; Mosquitto: its log lines on $SYS/broker/log/N.
     p = make_mqtt_platform(mode, host="::1")
     dev = p.connect("v6-1", p.provision("v6-1"))
     status = wait_until(lambda: (s := p.store.device_status("v6-1")) and s.connected and s,

@@ -31,12 +31,16 @@ Make = Callable[..., MqttPlatform]
 
 def publish_many(device: DeviceClient, count: int, start_ts: int) -> None:
     """`count` QoS 1 telemetry messages with distinct ts; returns once the broker has all."""
-    infos = [device.client.publish(f"devices/{device.device_id}/telemetry",
-                                   orjson.dumps({"temperature": (n % 100) / 2,
-                                                 "ts": start_ts + n}), qos=1)
-             for n in range(count)]
-    for info in infos:
+    for info in publish_async(device, count, start_ts):
         info.wait_for_publish(30)
+
+
+def publish_async(device: DeviceClient, count: int, start_ts: int) -> list[mqtt.MQTTMessageInfo]:
+    """`count` QoS 1 telemetry messages with distinct ts, not waiting for their PUBACKs."""
+    return [device.client.publish(f"devices/{device.device_id}/telemetry",
+                                  orjson.dumps({"temperature": (n % 100) / 2,
+                                                "ts": start_ts + n}), qos=1)
+            for n in range(count)]
 
 
 def quick_failing_core(settings: Settings) -> Core:
@@ -48,10 +52,10 @@ def quick_failing_core(settings: Settings) -> Core:
                 Registry(store, directory, broker_admin(settings)))
 
 
-@pytest.mark.parametrize("mode", ["embedded", "mosquitto"])
-def test_messages_sent_while_the_consumer_is_down_arrive_once(make_mqtt_platform: Make,
-                                                              mode: str) -> None:
-    p = make_mqtt_platform(mode)
+def test_messages_sent_while_the_consumer_is_down_arrive_once(make_mqtt_platform: Make) -> None:
+    # Mosquitto only: the embedded transport has no consumer apart from itself, and a
+    # device's PUBLISH is acknowledged only once stored (test_mqtt_transport.py).
+    p = make_mqtt_platform("mosquitto")
     dev = p.connect("dur-1", p.provision("dur-1"))
     p.stop_ingest()
     start = now_ms() - 60_000
@@ -76,8 +80,13 @@ def test_storage_outage_acks_nothing_and_loses_nothing(make_mqtt_platform: Make,
     db = p.core.store.path  # type: ignore[attr-defined]
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # every write now fails: database is locked
-    publish_many(dev, 100, start)
-    wait_until(lambda: ingest.counters().get("received") == 100, what="100 received")
+    if mode == "mosquitto":
+        publish_many(dev, 100, start)
+    else:  # the transport acknowledges only what is stored: nothing, for now
+        pending = publish_async(dev, 100, start)
+    # paho keeps at most 20 QoS 1 messages unacknowledged: all the transport can hold
+    held = 100 if mode == "mosquitto" else 20
+    wait_until(lambda: ingest.counters().get("received") == held, what=f"{held} received")
     wait_until(lambda: ingest.counters().get("store_failures", 0) >= 2, what="store failures")
     assert ingest.counters().get("acked", 0) == 0
     if mode == "mosquitto":
@@ -90,7 +99,7 @@ def test_storage_outage_acks_nothing_and_loses_nothing(make_mqtt_platform: Make,
         publish_many(dev, 100, start + 100)
         wait_until(lambda: ingest.counters().get("store_failures", 0) >= 2, what="failures")
     else:
-        time.sleep(6)  # amqtt forgets a delivery after 5 s without PUBACK: outlast that too
+        assert not any(info.is_published() for info in pending)  # no PUBACK yet
     # The consumer recovers by itself once the store is back.
     locker.execute("ROLLBACK")
     locker.close()
