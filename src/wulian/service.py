@@ -114,20 +114,24 @@ def first_admin(core: Core) -> str | None:
 
 
 def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None,
-          stop: threading.Event | None = None) -> None:
-    """Run the platform until SIGINT/SIGTERM or until `stop` is set."""
+          stop: threading.Event | None = None) -> dict[str, int] | None:
+    """Run the platform until SIGINT/SIGTERM or until `stop` is set.
+
+    Returns the device transport's summary (embedded mode): connections, messages stored,
+    refused and left unacknowledged.
+    """
     check_port(settings.http_host, settings.http_port, "HTTP")
     if settings.embedded_broker:
         check_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
     core = build_core(settings)
     try:
-        asyncio.run(_serve(core, on_ready, stop))
+        return asyncio.run(_serve(core, on_ready, stop))
     finally:
         core.close()
 
 
 async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
-                 stop: threading.Event | None) -> None:
+                 stop: threading.Event | None) -> dict[str, int] | None:
     from wulian.access.mqtt_ingest import (
         PLATFORM_SECRET,
         PLATFORM_USER,
@@ -240,3 +244,4 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         await asyncio.to_thread(sampler.stop)
         if broker is not None:
             await broker.stop()
+    return broker.summary() if broker is not None else None

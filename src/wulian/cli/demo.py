@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from wulian.cli._common import CliError, Globals, console, guarded, settings_for
 from wulian.cli._provision import SECRETS_FILE, plan, plan_scenarios, provision
-from wulian.cli.server import console_lines, run_service, token_lines
+from wulian.cli.server import console_lines, run_service, stopped, token_lines
 from wulian.config import Settings
 from wulian.i18n import t
 from wulian.netutil import pick_port
@@ -234,12 +234,12 @@ def demo(ctx: typer.Context,
     stop = threading.Event()
     run = DemoRun(settings, devices, rate, bad_rate, seconds, stop, chosen)
     try:
-        run_service(settings, run.on_ready, stop)
+        summary = run_service(settings, run.on_ready, stop)
     finally:
         run.finish()
     if run.error:
         raise CliError(t("cli.demo.failed", detail=run.error))
-    console.print(t("cli.stopped"))
+    console.print(stopped(summary))
 
 
 def register(app: typer.Typer) -> None:

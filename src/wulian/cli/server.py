@@ -47,18 +47,23 @@ def token_lines(ready: Ready, settings: Settings) -> list[str]:
     return [t("cli.ready.token_kept", path=settings.secret_file("admin.token").resolve())]
 
 
+def stopped(summary: dict[str, int] | None) -> str:
+    """The line `serve` and `demo` stop with: what the device transport handled, if known."""
+    return t("cli.stopped_summary", None, **summary) if summary else t("cli.stopped")
+
+
 def run_service(settings: Settings, on_ready: Callable[[Ready], None],
-                stop: threading.Event | None = None) -> None:
+                stop: threading.Event | None = None) -> dict[str, int] | None:
     """`service.serve`, with its start-up failures as one translated line."""
     from wulian.netutil import PortInUse
     from wulian.service import serve
 
     try:
-        serve(settings, on_ready=on_ready, stop=stop)
+        return serve(settings, on_ready=on_ready, stop=stop)
     except PortInUse as exc:
         raise CliError(f"{exc} {t('cli.serve.port_hint')}") from None
     except KeyboardInterrupt:
-        pass  # Ctrl-C: the service has already shut down cleanly
+        return None  # Ctrl-C: the service has already shut down cleanly
 
 
 def serve(ctx: typer.Context, data_dir: DataDirOpt = None, database: DatabaseOpt = None,
@@ -85,8 +90,8 @@ def serve(ctx: typer.Context, data_dir: DataDirOpt = None, database: DatabaseOpt
                  t("cli.ready.stop")]
         console.print(Panel("\n".join(lines), title=t("cli.serve.title"), expand=False))
 
-    run_service(settings, on_ready)
-    console.print(t("cli.stopped"))
+    summary = run_service(settings, on_ready)
+    console.print(stopped(summary))
 
 
 def broker_config(ctx: typer.Context,
