@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import logging
 import os
 import signal
@@ -125,18 +124,6 @@ class MqttIngest:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def for_embedded(cls, core: Core, platform_password: str) -> MqttIngest:
-        """The one consumer of the in-process amqtt broker (MQTT 3.1.1, no shared subs)."""
-        s = core.settings
-        url = BrokerUrl(s.mqtt_host, s.mqtt_port, PLATFORM_USER, platform_password)
-        # amqtt ends (and, with clean_session, deletes) a session whose client id a new
-        # CONNECT reuses *before* it authenticates that CONNECT: an id derived from the
-        # platform's secret is stable across consumer restarts yet unguessable to devices.
-        digest = hashlib.sha256(f"wulian-ingest:{platform_password}".encode()).hexdigest()
-        return cls(core.pipeline, url, client_id=f"wulian-ingest-{digest[:20]}",
-                   mqtt5=False, batch_max=s.batch_max, batch_ms=s.batch_ms, lang=s.lang)
-
-    @classmethod
     def for_broker(cls, core: Core, index: int = 0, workers: int | None = None) -> MqttIngest:
         """Ingest worker `index` of `workers` (default: worker_count) on an external broker."""
         s = core.settings
@@ -216,8 +203,7 @@ class MqttIngest:
             self._generation += 1
             if flags.session_present and self._mqtt5:
                 # The broker resends every unacknowledged QoS 1 message (DUP): a copy still
-                # waiting here would be stored twice. (Not so with amqtt, which forgets a
-                # delivery after 5 s without PUBACK: there the copy here may be the only one.)
+                # waiting here would be stored twice.
                 kept = [r for r in self._buffer if r.msg.qos == 0]
                 self.stats["left_for_redelivery"] += len(self._buffer) - len(kept)
                 self._buffer = kept
