@@ -628,7 +628,7 @@ class DeviceTransport:
         if session.connection is conn:
             self.sessions.closed(session, time.monotonic())
         if conn.device_id is not None:
-            self._record(conn.device_id, False, None)
+            self._record(conn.device_id, False, conn.remote)
         if abnormal and will is not None and not self._stopping:
             self.stats["wills"] += 1
             self._will(conn, will)
