@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.fixtures.api import Api
-from tests.fixtures.mosquitto import DeviceClient, MqttPlatform, wait_until
+from tests.fixtures.mosquitto import DeviceClient, MqttPlatform, TransportIngest, wait_until
 from tests.fixtures.refuse_rows import refuse_rows
 from wulian.domain.message import Inbound, Outcome
 from wulian.pipeline.ingest import now_ms
@@ -90,16 +90,28 @@ def test_a_consumer_failure_before_storing_is_retried_not_left_unacknowledged(
     p = make_mqtt_platform(mode)
     ingest = p.ingest
     assert ingest is not None
-    real = ingest._handle
     failures: list[int] = []
+    if isinstance(ingest, TransportIngest):  # the embedded transport stores by itself
+        transport = ingest.transport
+        real_store = transport._store
 
-    def fails_once(inbound: list[Inbound]) -> list[Outcome | None]:
-        if not failures:
-            failures.append(len(inbound))
-            raise RuntimeError("a bug in the consumer")
-        return real(inbound)
+        async def store_fails_once(batch: list[Any]) -> list[Outcome | None]:
+            if not failures:
+                failures.append(len(batch))
+                raise RuntimeError("a bug in the transport")
+            return await real_store(batch)
 
-    ingest._handle = fails_once  # type: ignore[method-assign]
+        transport._store = store_fails_once  # type: ignore[method-assign]
+    else:
+        real = ingest._handle
+
+        def fails_once(inbound: list[Inbound]) -> list[Outcome | None]:
+            if not failures:
+                failures.append(len(inbound))
+                raise RuntimeError("a bug in the consumer")
+            return real(inbound)
+
+        ingest._handle = fails_once  # type: ignore[method-assign]
     dev = p.connect("bug-1", p.provision("bug-1"))
     start = now_ms() - 60_000
     publish(dev, [1.0, 2.0, 3.0], start)

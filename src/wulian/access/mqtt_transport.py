@@ -324,7 +324,7 @@ class DeviceTransport:
 
     def summary(self) -> dict[str, int]:
         s = self.stats
-        return {"connections": s["connections"], "stored": s["acked"],
+        return {"connections": s["connections"], "stored": s["acked"] - s["rejected"],
                 "refused": s["rejected"], "unacknowledged": len(self._pending)}
 
     def counters(self) -> dict[str, int]:
@@ -482,10 +482,22 @@ class DeviceTransport:
             self._wake.clear()
             if len(self._pending) < self.batch_max and not self._stopping:
                 await asyncio.sleep(self.batch_s)  # let a batch gather
+            delay = RETRY_MIN_S
             while self._pending:
                 batch = self._pending[:self.batch_max]
                 del self._pending[:self.batch_max]
-                outcomes = await self._store(batch)
+                try:
+                    outcomes = await self._store(batch)
+                except Exception:
+                    # A bug on our side of the pipeline: nothing of the batch was
+                    # acknowledged, so it is tried again rather than left hanging.
+                    log.exception(t("mqtt.batch_failed", count=len(batch), retry_s=round(delay, 2)))
+                    self.stats["internal_errors"] += 1
+                    self._pending[:0] = batch
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                delay = RETRY_MIN_S
                 self._answer(batch, outcomes)
 
     async def _store(self, batch: list[_Pending]) -> list[Outcome | None]:
@@ -511,8 +523,8 @@ class DeviceTransport:
             self._held -= item.size
             if outcome is None:
                 continue  # not stored (stopping with storage down): no acknowledgement
+            self.stats["acked"] += 1  # owned by the pipeline: stored, or refused with a reason
             if outcome.rejection is None:
-                self.stats["acked"] += 1
                 if conn.state == "open":
                     self._ack_now(conn, item.packet, Reason.SUCCESS)
                 # subscribers (the device itself, the platform's clients) see what was taken
