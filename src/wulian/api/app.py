@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wulian import __version__
 from wulian.accounts import AccountService
+from wulian.api import audit
+from wulian.api.audit import AuditTrail
 from wulian.api.bodygate import AuthBeforeBody
 from wulian.api.deps import (
     RETRY_AFTER_S,
@@ -50,6 +52,7 @@ from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.ports import StorageUnavailable
 from wulian.storage.accounts import SqlAccounts
+from wulian.storage.audit import SqlAuditLog
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
@@ -156,6 +159,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     app.state.admin_token_digest = hashlib.sha256(admin_token.encode()).digest()
     app.state.auth_flights = {}
     app.state.accounts = SqlAccounts.for_store(core.store)
+    app.state.audit = SqlAuditLog.for_store(core.store)
     app.state.account_service = AccountService(
         app.state.accounts, session_ttl_ms=core.settings.session_ttl_s * 1000)
 
@@ -171,6 +175,8 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     app.include_router(auth.users_router, prefix=API_PREFIX,
                        dependencies=[Depends(require_role(Role.ADMIN))])
     app.include_router(auth.router, prefix=API_PREFIX)  # login: open; the rest per route
+    app.include_router(audit.router, prefix=API_PREFIX,
+                       dependencies=[Depends(require_role(Role.ADMIN))])
     app.include_router(stats.health_router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
 
@@ -215,6 +221,8 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
             "status": exc.status_code, "path": request.url.path}), request_lang(request))
 
     mount_console(app)  # after the API: its catch-all page routes must not shadow it
+    # added first, so it runs inside the gate: the caller is known when a change is recorded
+    app.add_middleware(AuditTrail, prefix=API_PREFIX, audit=app.state.audit)
     app.add_middleware(AuthBeforeBody, prefix=API_PREFIX, limit=core.settings.max_request_bytes)
     app.add_middleware(CatchAll)
     return app

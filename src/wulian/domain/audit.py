@@ -29,8 +29,14 @@ def entry_hash(prev_hash: str, seq: int, record: AuditRecord) -> str:
 
 def chain(prev: AuditEntry | None, record: AuditRecord) -> AuditEntry:
     """The entry that follows `prev` (None: the first entry of the log)."""
-    seq = prev.seq + 1 if prev is not None else 1
-    prev_hash = prev.hash if prev is not None else GENESIS
+    if prev is None:
+        return follow(0, GENESIS, record)
+    return follow(prev.seq, prev.hash, record)
+
+
+def follow(prev_seq: int, prev_hash: str, record: AuditRecord) -> AuditEntry:
+    """The entry after the one numbered `prev_seq` whose hash is `prev_hash`."""
+    seq = prev_seq + 1
     return AuditEntry(seq, record, prev_hash, entry_hash(prev_hash, seq, record))
 
 
