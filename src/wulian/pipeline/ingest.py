@@ -21,6 +21,7 @@ from wulian.domain.message import (
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import current, t
 from wulian.pipeline.directory import DeviceDirectory, Known
+from wulian.quotas.gate import IngestGate
 from wulian.ports import StorageUnavailable, TelemetryStore
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class Pipeline:
 
     def __init__(self, store: TelemetryStore, directory: DeviceDirectory,
                  limits: IngestLimits | None = None, *, clock: Callable[[], int] = now_ms,
-                 lang: str | None = None) -> None:
+                 lang: str | None = None, gate: IngestGate | None = None) -> None:
         self.store = store
+        self.gate = gate or IngestGate()
         self.directory = directory
         self.limits = limits or IngestLimits()
         self._clock = clock
@@ -152,6 +154,10 @@ class Pipeline:
         known = self.directory.lookup(msg.device_id)
         if isinstance(known, Rejection):
             return Outcome(rejection=known)
+        refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size, now)
+        if refusal is not None:
+            self.stats[f"org.{known.org_id}.rejected.{refusal.code.value}"] += 1
+            return Outcome(rejection=refusal)
         if msg.kind is Kind.TELEMETRY:
             return self._telemetry(msg, known, batch, now)
         return self._event(msg, known, batch, now)
