@@ -45,6 +45,7 @@ from wulian.domain.account import AccountError, Role
 from wulian.domain.device import DeviceError
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.thingmodel import ThingModelError
+from wulian.errors import WulianError
 from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.ports import StorageUnavailable
@@ -199,6 +200,12 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
         return _error(ApiError(422, "invalid_account",
                                params={"field": exc.field, "problem": exc.message(lang)},
                                extra={"field": exc.field}), lang)
+
+    @app.exception_handler(WulianError)
+    async def wulian_error(request: Request, exc: WulianError) -> JSONResponse:
+        return _error(ApiError(exc.status, exc.code, params=exc.params, extra=exc.extra,
+                               headers=exc.headers, message_key=exc.message_key),
+                      request_lang(request))
 
     @app.exception_handler(StorageUnavailable)
     async def storage_unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:

@@ -21,8 +21,8 @@ from wulian.domain.message import (
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import current, t
 from wulian.pipeline.directory import DeviceDirectory, Known
-from wulian.quotas.gate import IngestGate
 from wulian.ports import StorageUnavailable, TelemetryStore
+from wulian.quotas.gate import IngestGate
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_PAYLOAD_MAX = 4096  # keep enough of a refused payload to debug it, no more

@@ -34,10 +34,7 @@ class TokenBuckets:
     def wait(self, key: str, rate: float, now_s: float, cost: float = 1.0) -> float:
         """Seconds until `cost` tokens are there (0.0: now); takes nothing."""
         bucket = self._buckets.get(key)
-        if bucket is None:
-            tokens = rate
-        else:
-            tokens = min(rate, bucket[0] + (now_s - bucket[1]) * rate)
+        tokens = rate if bucket is None else min(rate, bucket[0] + (now_s - bucket[1]) * rate)
         if tokens >= cost:
             return 0.0
         return (cost - tokens) / rate if rate > 0 else math.inf
