@@ -42,8 +42,9 @@ class Quotas:
         values: dict[str, int | float] = {}
         for key, value in doc.items():
             if key not in _KEYS:
+                name = str(key)[:64]
                 raise InvalidInput("invalid_quota", message_key="quotas.unknown_key",
-                                   field=str(key)[:64], known=", ".join(_KEYS))
+                                   extra={"field": name}, field=name, known=", ".join(_KEYS))
             if value is None:
                 continue
             whole = _KEYS[key]
@@ -64,7 +65,8 @@ UNLIMITED = Quotas()
 
 
 def _invalid(key: str, kind: str) -> InvalidInput:
-    return InvalidInput("invalid_quota", message_key=f"quotas.bad_{kind}", field=key)
+    return InvalidInput("invalid_quota", message_key=f"quotas.bad_{kind}", extra={"field": key},
+                        field=key)
 
 
 def check_can_add_device(quotas: Quotas, current: int) -> None:
