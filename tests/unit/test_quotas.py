@@ -218,3 +218,10 @@ def test_a_bad_stored_document_leaves_the_devices_unlimited(caplog: Any) -> None
     known = DeviceDirectory(store).lookup("d")
     assert known.quotas == UNLIMITED  # type: ignore[union-attr]
     assert "msgs_per_sec" in caplog.text
+
+
+def test_an_earlier_arrival_takes_no_tokens_back() -> None:
+    buckets = TokenBuckets()
+    buckets.take("d", 2.0, 10.0)
+    buckets.take("d", 2.0, 9.5)  # out of order: no refill, no loss beyond its own token
+    assert buckets.wait("d", 2.0, 10.0) == pytest.approx(0.5)

@@ -154,7 +154,10 @@ class Pipeline:
         known = self.directory.lookup(msg.device_id)
         if isinstance(known, Rejection):
             return Outcome(rejection=known)
-        refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size, now)
+        # Rates by arrival, not by when the batch is processed: a backlog drained after a
+        # pause must not be refused for arriving late.
+        refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size,
+                                  msg.received_ms)
         if refusal is not None:
             self.stats[f"org.{known.org_id}.rejected.{refusal.code.value}"] += 1
             return Outcome(rejection=refusal)

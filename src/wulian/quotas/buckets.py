@@ -34,7 +34,7 @@ class TokenBuckets:
     def wait(self, key: str, rate: float, now_s: float, cost: float = 1.0) -> float:
         """Seconds until `cost` tokens are there (0.0: now); takes nothing."""
         bucket = self._buckets.get(key)
-        tokens = rate if bucket is None else min(rate, bucket[0] + (now_s - bucket[1]) * rate)
+        tokens = rate if bucket is None else _refilled(bucket, rate, now_s)
         if tokens >= cost:
             return 0.0
         return (cost - tokens) / rate if rate > 0 else math.inf
@@ -47,8 +47,14 @@ class TokenBuckets:
                 self._buckets.clear()
             self._buckets[key] = [rate - cost, now_s]
             return
-        bucket[0] = min(rate, bucket[0] + (now_s - bucket[1]) * rate) - cost
-        bucket[1] = now_s
+        bucket[0] = _refilled(bucket, rate, now_s) - cost
+        bucket[1] = max(bucket[1], now_s)
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def _refilled(bucket: list[float], rate: float, now_s: float) -> float:
+    # Arrival times from several connections interleave slightly out of order: an earlier
+    # one adds nothing rather than taking tokens back.
+    return min(rate, bucket[0] + max(0.0, now_s - bucket[1]) * rate)
