@@ -15,7 +15,7 @@ from wulian.domain.thingmodel import parse_thing_model
 from wulian.errors import InvalidInput, QuotaExceeded
 from wulian.pipeline.directory import DeviceDirectory
 from wulian.pipeline.ingest import Pipeline
-from wulian.quotas.buckets import TokenBuckets, retry_after
+from wulian.quotas.buckets import TokenBuckets, retry_after, wait_s
 from wulian.quotas.gate import DAY_MS, IngestGate
 
 T0 = 1_750_000_000_000  # epoch ms
@@ -76,29 +76,41 @@ def test_resource_quotas_refuse_at_the_limit_with_the_limit() -> None:
 # --- the buckets -------------------------------------------------------------------------
 
 
+def _take(buckets: TokenBuckets, key: str, rate: float, now: float) -> float:
+    """Take a token if there is one; 0.0 then, else the seconds to wait."""
+    bucket = buckets.refill(key, rate, now)
+    wait = wait_s(bucket, rate)
+    if not wait:
+        bucket[0] -= 1
+    return wait
+
+
 def test_a_bucket_allows_one_seconds_burst_then_its_rate() -> None:
     buckets = TokenBuckets()
     now = 100.0
-    for _ in range(5):
-        assert buckets.wait("d", 5.0, now) == 0.0
-        buckets.take("d", 5.0, now)
-    assert buckets.wait("d", 5.0, now) == pytest.approx(0.2)
-    assert buckets.wait("d", 5.0, now + 0.1) == pytest.approx(0.1)
-    assert buckets.wait("d", 5.0, now + 0.2) == 0.0
-    assert buckets.wait("other", 5.0, now) == 0.0  # keys are independent
+    assert [_take(buckets, "d", 5.0, now) for _ in range(5)] == [0.0] * 5
+    assert _take(buckets, "d", 5.0, now) == pytest.approx(0.2)
+    assert _take(buckets, "d", 5.0, now + 0.1) == pytest.approx(0.1)
+    assert _take(buckets, "d", 5.0, now + 0.2) == 0.0
+    assert _take(buckets, "other", 5.0, now) == 0.0  # keys are independent
     # a long quiet spell refills to one second's worth, not more
-    buckets.take("d", 5.0, now + 0.2)
     later = now + 3600
-    for _ in range(5):
-        buckets.take("d", 5.0, later)
-    assert buckets.wait("d", 5.0, later) > 0
+    assert [_take(buckets, "d", 5.0, later) for _ in range(5)] == [0.0] * 5
+    assert _take(buckets, "d", 5.0, later) > 0
 
 
 def test_buckets_stay_bounded() -> None:
     buckets = TokenBuckets(max_keys=10)
     for n in range(25):
-        buckets.take(f"k{n}", 1.0, 0.0)
+        _take(buckets, f"k{n}", 1.0, 0.0)
     assert len(buckets) <= 10
+
+
+def test_an_earlier_arrival_takes_no_tokens_back() -> None:
+    buckets = TokenBuckets()
+    _take(buckets, "d", 2.0, 10.0)
+    _take(buckets, "d", 2.0, 9.5)  # out of order: no refill, no loss beyond its own token
+    assert _take(buckets, "d", 2.0, 10.0) == pytest.approx(0.5)
 
 
 def test_retry_after_is_whole_seconds_and_never_zero() -> None:
@@ -219,9 +231,3 @@ def test_a_bad_stored_document_leaves_the_devices_unlimited(caplog: Any) -> None
     assert known.quotas == UNLIMITED  # type: ignore[union-attr]
     assert "msgs_per_sec" in caplog.text
 
-
-def test_an_earlier_arrival_takes_no_tokens_back() -> None:
-    buckets = TokenBuckets()
-    buckets.take("d", 2.0, 10.0)
-    buckets.take("d", 2.0, 9.5)  # out of order: no refill, no loss beyond its own token
-    assert buckets.wait("d", 2.0, 10.0) == pytest.approx(0.5)

@@ -21,40 +21,42 @@ def retry_after(wait_s: float) -> int:
 class TokenBuckets:
     """Buckets keyed by name, each holding up to one second's worth of its rate.
 
-    Bounded: past `max_keys` buckets all are dropped (everyone starts full again), which
-    costs a burst of at most one second per key, never memory.
+    `refill` hands back the bucket itself, `[tokens, last refill s]`: the caller checks
+    `tokens >= cost` and subtracts what it spends, so checking several buckets before
+    spending from any costs one dict lookup each. Bounded: past `max_keys` buckets all are
+    dropped (everyone starts full again), which costs a burst of one second, never memory.
     """
 
     __slots__ = ("_buckets", "_max")
 
     def __init__(self, max_keys: int = 200_000) -> None:
-        self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill s]
+        self._buckets: dict[str, list[float]] = {}
         self._max = max_keys
 
-    def wait(self, key: str, rate: float, now_s: float, cost: float = 1.0) -> float:
-        """Seconds until `cost` tokens are there (0.0: now); takes nothing."""
-        bucket = self._buckets.get(key)
-        tokens = rate if bucket is None else _refilled(bucket, rate, now_s)
-        if tokens >= cost:
-            return 0.0
-        return (cost - tokens) / rate if rate > 0 else math.inf
-
-    def take(self, key: str, rate: float, now_s: float, cost: float = 1.0) -> None:
-        """Spend `cost` tokens (after `wait` said 0)."""
+    def refill(self, key: str, rate: float, now_s: float) -> list[float]:
+        """The key's bucket, topped up for the time since it was last refilled."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max:
                 self._buckets.clear()
-            self._buckets[key] = [rate - cost, now_s]
-            return
-        bucket[0] = _refilled(bucket, rate, now_s) - cost
-        bucket[1] = max(bucket[1], now_s)
+            bucket = self._buckets[key] = [rate, now_s]
+            return bucket
+        # Arrival times from several connections interleave slightly out of order: an
+        # earlier one adds nothing (and does not move the clock back).
+        elapsed = now_s - bucket[1]
+        if elapsed > 0:
+            tokens = bucket[0] + elapsed * rate
+            bucket[0] = rate if tokens > rate else tokens
+            bucket[1] = now_s
+        return bucket
 
     def __len__(self) -> int:
         return len(self._buckets)
 
 
-def _refilled(bucket: list[float], rate: float, now_s: float) -> float:
-    # Arrival times from several connections interleave slightly out of order: an earlier
-    # one adds nothing rather than taking tokens back.
-    return min(rate, bucket[0] + max(0.0, now_s - bucket[1]) * rate)
+def wait_s(bucket: list[float], rate: float, cost: float = 1.0) -> float:
+    """Seconds until `bucket` holds `cost` tokens at `rate` (0.0: it does now)."""
+    missing = cost - bucket[0]
+    if missing <= 0:
+        return 0.0
+    return missing / rate if rate > 0 else math.inf

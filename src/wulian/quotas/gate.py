@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from wulian.domain.quotas import Quotas
 from wulian.domain.rejection import RejectCode, Rejection
-from wulian.quotas.buckets import TokenBuckets, retry_after
+from wulian.quotas.buckets import TokenBuckets, retry_after, wait_s
 
 DAY_MS = 86_400_000
 
@@ -81,22 +81,25 @@ class IngestGate:
                 "quota": "bytes_per_day", "limit": per_day,
                 "retry_after_s": retry_after(((day + 1) * DAY_MS - now_ms) / 1000)})
         now_s = now_ms / 1000
+        device = org = None
         device_rate = quotas.device_msgs_per_s
         if device_rate is not None:
             device_rate *= self._share
-            wait = self._devices.wait(device_id, device_rate, now_s)
-            if wait:
-                return _rate_limited("device_msgs_per_s", quotas.device_msgs_per_s, wait)
+            device = self._devices.refill(device_id, device_rate, now_s)
+            if device[0] < 1.0:
+                return _rate_limited("device_msgs_per_s", quotas.device_msgs_per_s,
+                                     wait_s(device, device_rate))
         org_rate = quotas.msgs_per_s
         if org_rate is not None:
             org_rate *= self._share
-            wait = self._orgs.wait(org_id, org_rate, now_s)
-            if wait:
-                return _rate_limited("msgs_per_s", quotas.msgs_per_s, wait)
-            self._orgs.take(org_id, org_rate, now_s)
+            org = self._orgs.refill(org_id, org_rate, now_s)
+            if org[0] < 1.0:
+                return _rate_limited("msgs_per_s", quotas.msgs_per_s, wait_s(org, org_rate))
         # Spent only once every check passed: a refused message costs no other budget.
-        if device_rate is not None:
-            self._devices.take(device_id, device_rate, now_s)
+        if device is not None:
+            device[0] -= 1.0
+        if org is not None:
+            org[0] -= 1.0
         usage.bytes_today += size
         return None
 
