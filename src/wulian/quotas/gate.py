@@ -41,7 +41,12 @@ class OrgUsage:
 
 
 class IngestGate:
-    """Admits a message or says why not; counts refusals per organisation."""
+    """Admits a message or says why not; counts refusals per organisation.
+
+    Unlocked: HTTP and MQTT batches may call it from two threads at once; the worst a race
+    does is let one message more through or miscount one (a lock would cost more than the
+    check).
+    """
 
     def __init__(self, *, share: float = 1.0, max_keys: int = 200_000) -> None:
         if not 0 < share <= 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from wulian.api.deps import CallerDep, CoreDep
@@ -17,6 +18,22 @@ from wulian.quotas.usage import org_report
 router = APIRouter(tags=["quotas"])
 
 
+class QuotaUsage(BaseModel):
+    devices: int
+    rules: int
+    msgs_per_s: int = Field(description="messages admitted in the last whole second")
+    bytes_today: int = Field(description="payload bytes admitted since 00:00 UTC")
+    refused: dict[str, int] = Field(description="refusals by code (rate_limited, ...)")
+
+
+class QuotaReport(BaseModel):
+    """Rates and refusals are this API process's view of ingest (HTTP and embedded MQTT)."""
+
+    org: str
+    quotas: dict[str, int | float] = Field(description="the limits set; an absent key is unlimited")
+    usage: QuotaUsage
+
+
 def api_rate(request: Request, who: CallerDep) -> None:
     """Count the request against its caller's rate (429 + Retry-After when over it)."""
     limiter: ApiRateLimiter = request.app.state.api_limiter
@@ -26,8 +43,8 @@ def api_rate(request: Request, who: CallerDep) -> None:
 
 
 @router.get("/quotas", summary="The organisation's quotas and what it uses of them")
-async def get_quotas(core: CoreDep) -> dict[str, Any]:
-    return await run_in_threadpool(_report, core)
+async def get_quotas(core: CoreDep) -> QuotaReport:
+    return QuotaReport.model_validate(await run_in_threadpool(_report, core))
 
 
 def _report(core: Core) -> dict[str, Any]:
