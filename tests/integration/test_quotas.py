@@ -155,3 +155,5 @@ def test_api_requests_beyond_the_callers_rate_get_429(api: Api) -> None:
     assert int(refused[0].headers["retry-after"]) >= 1
     assert refused[0].json()["code"] == "rate_limited"
     assert "3" in refused[0].json()["message"]
+    zh = api.get("/quotas", headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 429 and "请求过于频繁" in zh.json()["message"]
