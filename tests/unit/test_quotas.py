@@ -15,6 +15,7 @@ from wulian.domain.thingmodel import parse_thing_model
 from wulian.errors import InvalidInput, QuotaExceeded
 from wulian.pipeline.directory import DeviceDirectory
 from wulian.pipeline.ingest import Pipeline
+from wulian.ports import StorageUnavailable
 from wulian.quotas.buckets import TokenBuckets, retry_after, wait_s
 from wulian.quotas.gate import DAY_MS, IngestGate
 
@@ -231,3 +232,21 @@ def test_a_bad_stored_document_leaves_the_devices_unlimited(caplog: Any) -> None
     assert known.quotas == UNLIMITED  # type: ignore[union-attr]
     assert "msgs_per_sec" in caplog.text
 
+
+
+def test_a_batch_the_store_did_not_take_is_charged_once_when_it_comes_again() -> None:
+    store = FakeStore()
+    store.put_product(parse_thing_model(ENV_SENSOR))
+    store.add_device(device("d"))
+    store.org_docs["default"] = {"device_msgs_per_s": 3, "bytes_per_day": 10_000}
+    pipeline = Pipeline(store, DeviceDirectory(store), clock=lambda: T0, lang="en")
+    batch = [telemetry('{"humidity": 1}', "d") for _ in range(3)]
+    store.fail_writes = True
+    with pytest.raises(StorageUnavailable):
+        pipeline.handle(batch)
+    store.fail_writes = False
+    assert all(o.ok for o in pipeline.handle(batch))  # redelivered: still within the rate
+    assert len(store.points) == 3
+    assert pipeline.gate.usage["default"].bytes_today == 3 * len(batch[0].payload)
+    [over] = pipeline.handle(batch[:1])
+    assert over.rejection is not None and over.rejection.code is RejectCode.RATE_LIMITED

@@ -22,7 +22,7 @@ from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import current, t
 from wulian.pipeline.directory import DeviceDirectory, Known
 from wulian.ports import StorageUnavailable, TelemetryStore
-from wulian.quotas.gate import IngestGate
+from wulian.quotas.gate import IngestGate, Spent
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_PAYLOAD_MAX = 4096  # keep enough of a refused payload to debug it, no more
@@ -83,7 +83,7 @@ class Pipeline:
 
     def prepare(self, messages: Sequence[Inbound],
                 refusals: Sequence[Rejection | None] | None = None,
-                ) -> tuple[WriteBatch, list[Outcome]]:
+                spent: Spent | None = None) -> tuple[WriteBatch, list[Outcome]]:
         """Decode and validate without storing: the batch to write and each message's fate.
 
         `refusals[i]`, when given and not None, is why message i was refused before the
@@ -98,7 +98,7 @@ class Pipeline:
             if refusal is not None:
                 outcome = Outcome(rejection=refusal)
             else:
-                outcome = self._checked(msg, batch, now)
+                outcome = self._checked(msg, batch, now, spent)
             if outcome.rejection is not None:
                 batch.rejections.append(dead_letter(msg, outcome.rejection, lang))
             else:
@@ -110,9 +110,10 @@ class Pipeline:
             outcomes.append(outcome)
         return batch, outcomes
 
-    def _checked(self, msg: Inbound, batch: WriteBatch, now: int) -> Outcome:
+    def _checked(self, msg: Inbound, batch: WriteBatch, now: int,
+                 spent: Spent | None) -> Outcome:
         try:
-            return self._one(msg, batch, now)
+            return self._one(msg, batch, now, spent)
         except StorageUnavailable:
             raise  # the directory could not read the registry: not this message's fault
         except Exception as exc:
@@ -145,7 +146,8 @@ class Pipeline:
             raise StorageUnavailable(f"the database refuses even a dead letter: {exc}") from exc
         return outcome
 
-    def _one(self, msg: Inbound, batch: WriteBatch, now: int) -> Outcome:
+    def _one(self, msg: Inbound, batch: WriteBatch, now: int,
+             spent: Spent | None = None) -> Outcome:
         """The message's fate; what it stores goes into `batch` as the very last step."""
         size = len(msg.payload)
         if size > self.limits.max_payload_bytes:
@@ -157,7 +159,7 @@ class Pipeline:
         # Rates by arrival, not by when the batch is processed: a backlog drained after a
         # pause must not be refused for arriving late.
         refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size,
-                                  msg.received_ms)
+                                  msg.received_ms, spent)
         if refusal is not None:
             self.stats[f"org.{known.org_id}.rejected.{refusal.code.value}"] += 1
             return Outcome(rejection=refusal)
@@ -212,8 +214,13 @@ class Pipeline:
         Any other exception comes from the store refusing the batch; `BatchRun` finds the
         message at fault instead of failing all of them.
         """
-        batch, outcomes = self.prepare(messages, refusals)
-        self.commit(batch)
+        spent: Spent = []
+        try:
+            batch, outcomes = self.prepare(messages, refusals, spent)
+            self.commit(batch)
+        except BaseException:
+            self.gate.refund(spent)  # the batch comes again: charge it once
+            raise
         return outcomes
 
     def commit(self, batch: WriteBatch) -> int:

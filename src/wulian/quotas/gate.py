@@ -40,6 +40,10 @@ class OrgUsage:
         return self.msgs_this_second if second == self.second + 1 else 0
 
 
+# What each admitted message of a batch spent: (device bucket, org bucket, usage, bytes)
+Spent = list[tuple[list[float] | None, list[float] | None, OrgUsage, int]]
+
+
 class IngestGate:
     """Admits a message or says why not; counts refusals per organisation.
 
@@ -56,26 +60,44 @@ class IngestGate:
         self._orgs = TokenBuckets(max_keys)
         self.usage: dict[str, OrgUsage] = {}
 
-    def check(self, org_id: str, device_id: str, quotas: Quotas, size: int,
-              now_ms: int) -> Rejection | None:
-        """None to admit the message (its budget spent), else the refusal."""
+    def check(self, org_id: str, device_id: str, quotas: Quotas, size: int, now_ms: int,
+              spent: Spent | None = None) -> Rejection | None:
+        """None to admit the message (its budget spent, noted in `spent`), else the refusal."""
         usage = self.usage.get(org_id)
         if usage is None:
             usage = self.usage[org_id] = OrgUsage()
-        refusal = self._refusal(usage, device_id, org_id, quotas, size, now_ms)
-        if refusal is not None:
-            usage.refused[refusal.code.value] += 1
-            return refusal
+        taken = self._take(usage, device_id, org_id, quotas, size, now_ms)
+        if isinstance(taken, Rejection):
+            usage.refused[taken.code.value] += 1
+            return taken
         second = now_ms // 1000
         if second != usage.second:
             usage.msgs_last_second = usage.msgs_this_second if second == usage.second + 1 else 0
             usage.msgs_this_second = 0
             usage.second = second
         usage.msgs_this_second += 1
+        if spent is not None:
+            spent.append((*taken, usage, size))
         return None
 
-    def _refusal(self, usage: OrgUsage, device_id: str, org_id: str, quotas: Quotas,
-                 size: int, now_ms: int) -> Rejection | None:
+    @staticmethod
+    def refund(spent: Spent) -> None:
+        """Give back what admitted messages spent: their batch was not stored after all.
+
+        The batch comes again (redelivered, or halved by BatchRun); charging it twice would
+        refuse messages the first pass admitted.
+        """
+        for device, org, usage, size in spent:
+            if device is not None:
+                device[0] += 1.0
+            if org is not None:
+                org[0] += 1.0
+            usage.bytes_today = max(0, usage.bytes_today - size)
+            usage.msgs_this_second = max(0, usage.msgs_this_second - 1)
+        spent.clear()
+
+    def _take(self, usage: OrgUsage, device_id: str, org_id: str, quotas: Quotas, size: int,
+              now_ms: int) -> Rejection | tuple[list[float] | None, list[float] | None]:
         day = now_ms // DAY_MS
         if day != usage.day:
             usage.day = day
@@ -106,7 +128,7 @@ class IngestGate:
         if org is not None:
             org[0] -= 1.0
         usage.bytes_today += size
-        return None
+        return device, org
 
 
 def _rate_limited(quota: str, limit: float | None, wait_s: float) -> Rejection:
