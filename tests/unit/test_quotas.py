@@ -250,3 +250,12 @@ def test_a_batch_the_store_did_not_take_is_charged_once_when_it_comes_again() ->
     assert pipeline.gate.usage["default"].bytes_today == 3 * len(batch[0].payload)
     [over] = pipeline.handle(batch[:1])
     assert over.rejection is not None and over.rejection.code is RejectCode.RATE_LIMITED
+
+
+def test_a_rate_below_one_a_second_still_admits_one_message_per_period() -> None:
+    gate = IngestGate(share=0.5)  # two workers sharing a device's 1 msg/s
+    quotas = Quotas(device_msgs_per_s=1)
+    assert gate.check("a", "d", quotas, 1, T0) is None
+    refusal = gate.check("a", "d", quotas, 1, T0 + 1000)
+    assert refusal is not None and refusal.params["retry_after_s"] == 1
+    assert gate.check("a", "d", quotas, 1, T0 + 2000) is None

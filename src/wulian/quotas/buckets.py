@@ -19,7 +19,8 @@ def retry_after(wait_s: float) -> int:
 
 
 class TokenBuckets:
-    """Buckets keyed by name, each holding up to one second's worth of its rate.
+    """Buckets keyed by name, each holding up to one second's worth of its rate (at least
+    one message, so a rate below 1/s, e.g. a worker's share of 1/s, still admits some).
 
     `refill` hands back the bucket itself, `[tokens, last refill s]`: the caller checks
     `tokens >= cost` and subtracts what it spends, so checking several buckets before
@@ -36,17 +37,18 @@ class TokenBuckets:
     def refill(self, key: str, rate: float, now_s: float) -> list[float]:
         """The key's bucket, topped up for the time since it was last refilled."""
         bucket = self._buckets.get(key)
+        burst = rate if rate > 1.0 else 1.0
         if bucket is None:
             if len(self._buckets) >= self._max:
                 self._buckets.clear()
-            bucket = self._buckets[key] = [rate, now_s]
+            bucket = self._buckets[key] = [burst, now_s]
             return bucket
         # Arrival times from several connections interleave slightly out of order: an
         # earlier one adds nothing (and does not move the clock back).
         elapsed = now_s - bucket[1]
         if elapsed > 0:
             tokens = bucket[0] + elapsed * rate
-            bucket[0] = rate if tokens > rate else tokens
+            bucket[0] = burst if tokens > burst else tokens
             bucket[1] = now_s
         return bucket
 
