@@ -66,6 +66,8 @@ def test_a_flooding_device_is_refused_on_its_errors_topic_and_neighbours_lose_no
     letters = p.store.rejections(device_id="flood", since=None, limit=1000)
     assert len(letters) == len(errors) and {r.code for r in letters} == {"rate_limited"}
     assert p.store.counters()["rejected.rate_limited"] == len(errors)
+    assert p.store.counters()["org.acme.rejected.rate_limited"] == len(errors)  # stored
+    assert "org.default.rejected.rate_limited" not in p.store.counters()
     assert p.core.pipeline.stats["org.acme.rejected.rate_limited"] == len(errors)
     assert p.core.pipeline.gate.usage["acme"].refused == {"rate_limited": len(errors)}
 

@@ -36,10 +36,8 @@ def show(ctx: typer.Context, org: OrgOpt = DEFAULT_ORG, data_dir: DataDirOpt = N
     with open_core(settings_for(ctx, data_dir, database)) as core:
         if core.store.org_quotas(org) is None:
             raise NotFound(org)
-        # This process ingests nothing: rates are the API's (`GET /api/v1/quotas`); the
-        # refusals below are the platform's stored totals, all organisations together.
+        # This process ingests nothing: rates are the API's (`GET /api/v1/quotas`).
         report = org_report(core.store, core.rule_store, None, org, now_ms())
-        counters = core.store.counters()
     limits = report["quotas"]
     usage = report["usage"]
     table = Table(t("cli.quota.quota"), t("cli.quota.limit"), t("cli.quota.usage"),
@@ -52,5 +50,5 @@ def show(ctx: typer.Context, org: OrgOpt = DEFAULT_ORG, data_dir: DataDirOpt = N
                       "" if used is None else str(usage[used]))
     for code in _REFUSALS:
         table.add_row(t("cli.quota.refused", code=code), "",
-                      str(counters.get(f"rejected.{code}", 0)))
+                      str(usage["refused"].get(code, 0)))
     console.print(table)

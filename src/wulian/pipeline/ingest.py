@@ -161,7 +161,9 @@ class Pipeline:
         refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size,
                                   msg.received_ms, spent)
         if refusal is not None:
-            self.stats[f"org.{known.org_id}.rejected.{refusal.code.value}"] += 1
+            counter = f"org.{known.org_id}.rejected.{refusal.code.value}"
+            self.stats[counter] += 1
+            batch.counts[counter] += 1  # stored with the batch: every process's refusals
             return Outcome(rejection=refusal)
         if msg.kind is Kind.TELEMETRY:
             return self._telemetry(msg, known, batch, now)

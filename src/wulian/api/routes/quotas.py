@@ -23,11 +23,12 @@ class QuotaUsage(BaseModel):
     rules: int
     msgs_per_s: int = Field(description="messages admitted in the last whole second")
     bytes_today: int = Field(description="payload bytes admitted since 00:00 UTC")
-    refused: dict[str, int] = Field(description="refusals by code (rate_limited, ...)")
+    refused: dict[str, int] = Field(
+        description="messages refused by code (rate_limited, ...), stored totals")
 
 
 class QuotaReport(BaseModel):
-    """Rates and refusals are this API process's view of ingest (HTTP and embedded MQTT)."""
+    """msgs/s and bytes today are this API process's view of ingest (HTTP, embedded MQTT)."""
 
     org: str
     quotas: dict[str, int | float] = Field(description="the limits set; an absent key is unlimited")
