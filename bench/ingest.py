@@ -294,6 +294,31 @@ def provision(settings: Any, n: int, fleet: Fleet, broker_dir: Path) -> None:
         core.close()
 
 
+def assign_orgs(db_url: str, n_orgs: int, quotas: dict[str, Any]) -> None:
+    """Spread the devices over `n_orgs` organisations (round robin), each with `quotas`.
+
+    Rows put in directly: organisation use cases come with the service layer (issue 11).
+    """
+    from sqlalchemy import insert, select, update
+
+    from wulian.storage import open_store
+    from wulian.storage.schema import devices, organisations
+
+    store = open_store(db_url)
+    try:
+        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+            ids = [r[0] for r in conn.execute(select(devices.c.id).order_by(devices.c.id))]
+            for k in range(n_orgs):
+                org = f"bench-org-{k}"
+                conn.execute(insert(organisations).values(
+                    id=org, name=org, state="active", quotas=quotas, created_ms=0,
+                    updated_ms=0))
+                conn.execute(update(devices).where(devices.c.id.in_(ids[k::n_orgs]))
+                             .values(org_id=org))
+    finally:
+        store.close()
+
+
 def serve_command(broker_url: str, db_url: str, workers: int) -> list[str]:
     """`wulian serve ...` as a user types it (falls back to the service module if the CLI
     has no `serve` yet)."""
@@ -690,7 +715,9 @@ def verify(store: Any, devices: dict[str, list[DeviceResult]]) -> dict[str, Any]
             "lost_devices": dict(list(lost_by_device.items())[:10])}
 
 
-def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, Any]:
+def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet,
+                 quotas: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One platform run; with `quotas`, devices spread over `--orgs` organisations holding them."""
     from wulian.config import Settings
     from wulian.storage import open_store
 
@@ -721,6 +748,9 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         creds = fleet.creds
         log(f"{kind}: provisioned {len(creds)} devices ({how}) in "
             f"{time.monotonic() - t:.1f}s")
+        if quotas is not None:
+            assign_orgs(backend.url, a.orgs, quotas)
+            log(f"{kind}: devices spread over {a.orgs} organisations, quotas {quotas}")
         cmd = serve_command(broker_url, backend.url, a.workers)
         shown = " ".join(cmd).replace(password, "***")
         log(f"{kind}: starting {shown}")
@@ -787,8 +817,14 @@ def run_platform(a: argparse.Namespace, kind: str, fleet: Fleet) -> dict[str, An
         log(f"{kind}: verified {check['acked']:,} acknowledged messages in "
             f"{time.monotonic() - t:.1f}s: lost {check['lost']}")
         counters = store.counters()
-        return summarize(kind, a, backend, main, phases.get("latency"), check, counters,
-                         shown, queued)
+        out = summarize(kind, a, backend, main, phases.get("latency"), check, counters,
+                        shown, queued)
+        if quotas is not None:
+            limited = "device_msgs_per_s" in quotas
+            out["name"] += "-limits" if limited else "-orgs"
+            out["label"] += f", {a.orgs} orgs, " + ("limits on" if limited else "no limits")
+            out["quotas"] = quotas
+        return out
     finally:
         if gen is not None:
             gen.close()
@@ -862,6 +898,27 @@ def summarize(kind: str, a: argparse.Namespace, backend: Backend, main: Phase,
 
 
 # ====================================================================== report
+def ingest_cpu_us(row: dict[str, Any]) -> float | None:
+    """CPU µs per stored message of the ingest worker processes together."""
+    pct_sum = sum(v for k, v in row.get("cpu_pct", {}).items() if "ingest" in k)
+    return pct_sum / 100 / row["msgs_per_s"] * 1e6 if row["msgs_per_s"] else None
+
+
+def quota_report(rows: list[dict[str, Any]]) -> None:
+    """Stored msg/s and ingest CPU µs/msg with and without limits, side by side."""
+    for r in rows:
+        r["ingest_cpu_us_per_msg"] = ingest_cpu_us(r)
+        log(f"{r['label']}: {r['msgs_per_s']:,.0f} msg/s stored, ingest CPU "
+            f"{fmt_num(r['ingest_cpu_us_per_msg'], 1)} µs/msg, refused "
+            f"{r['counters'].get('rejected.rate_limited', 0)}")
+    base = {r["config"]["backend"]: r for r in rows if r["name"].endswith("-orgs")}
+    for r in rows:
+        ref = base.get(r["config"]["backend"])
+        if r["name"].endswith("-limits") and ref and ref["msgs_per_s"]:
+            log(f"{r['config']['backend']}: limits cost "
+                f"{100 * (1 - r['msgs_per_s'] / ref['msgs_per_s']):+.1f} % of stored msg/s")
+
+
 def fmt_num(v: float | None, prec: int = 0) -> str:
     return "—" if v is None else f"{v:,.{prec}f}"
 
@@ -1003,6 +1060,12 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR",
                     help="py-spy record every ingest worker during the throughput phase and "
                          "its drain (folded stacks in DIR, a summary printed)")
+    ap.add_argument("--orgs", type=int, default=0,
+                    help="spread the devices over N organisations and run each backend twice: "
+                    "without quotas, then with --device-rate and generous org limits")
+    ap.add_argument("--device-rate", type=float, default=1000.0,
+                    help="device_msgs_per_s of every organisation (with --orgs); keep it "
+                    "above what the load sends per device so nothing is refused")
     ap.add_argument("--replot", action="store_true",
                     help="only redraw the chart from the last full run in the results file")
     a = ap.parse_args()
@@ -1031,12 +1094,20 @@ def main() -> int:
     kinds = {"both": ["sqlite", "postgres"], "none": []}.get(a.backend, [a.backend])
     fleet = Fleet(password=secrets.token_urlsafe(24))
     failed = False
+    runs: list[dict[str, Any] | None] = [None]
+    if a.orgs:
+        # every check on the path active, none ever refusing: what the limits cost
+        runs = [{}, {"device_msgs_per_s": a.device_rate, "msgs_per_s": 1e9,
+                     "bytes_per_day": 10**15}]
     for kind in kinds:
-        try:
-            rows.append(run_platform(a, kind, fleet))
-        except Exception as exc:
-            failed = True
-            log(f"{kind}: FAILED: {type(exc).__name__}: {exc}")
+        for quotas in runs:
+            try:
+                rows.append(run_platform(a, kind, fleet, quotas))
+            except Exception as exc:
+                failed = True
+                log(f"{kind}: FAILED: {type(exc).__name__}: {exc}")
+    if a.orgs:
+        quota_report(rows)
     if fleet.dynsec is not None:
         shutil.rmtree(fleet.dynsec.parent, ignore_errors=True)
     if not rows and not refs:

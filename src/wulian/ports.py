@@ -112,6 +112,16 @@ class MetadataStore(Protocol):
         """A number that changes whenever a product or device changes (cheap to read)."""
         ...
 
+    def device_quotas(self, device_id: str) -> tuple[str, Any] | None:
+        """(the device's organisation, its quotas document), or None for no such device."""
+        ...
+
+    def org_quotas(self, org_id: str) -> Any:
+        """An organisation's quotas document (None: no such organisation)."""
+        ...
+
+    def count_org_devices(self, org_id: str) -> int: ...
+
     def set_connected(self, device_id: str, connected: bool, *, ts_ms: int, protocol: str,
                       remote: str | None) -> None:
         """Record a connect or disconnect seen by an access adapter."""

@@ -19,6 +19,7 @@ from wulian.domain.thingmodel import ThingModel, parse_thing_model
 from wulian.pipeline.directory import DeviceDirectory
 from wulian.pipeline.ingest import now_ms
 from wulian.ports import BrokerAdmin, Conflict, NoBrokerAdmin, NotFound, Store
+from wulian.quotas.resources import check_device_room
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Registry:
             raise DeviceError("product", f"unknown product '{product}'")
         if name is not None and (not isinstance(name, str) or len(name) > 256):
             raise DeviceError("name", "must be a string of at most 256 characters")
+        check_device_room(self.store)  # devices join the default organisation until spine
         secret = new_secret()
         device = Device(id=device_id, product=product, name=name or device_id,
                         secret_hash=hash_secret(secret), tags=check_tags(tags),

@@ -24,13 +24,16 @@ class FakeStore:
         self.batches: list[WriteBatch] = []
         self.calls: Counter[str] = Counter()
         self.fail_writes = False
+        self.device_orgs: dict[str, str] = {}  # device id -> org id; absent: "default"
+        self.org_docs: dict[str, dict[str, object]] = {"default": {}}  # org -> quotas doc
 
     # --- metadata -------------------------------------------------------------------
 
     def registry_epoch(self) -> int:
         # Derived from the contents, so tests that edit the dicts directly change it too.
         self.calls["registry_epoch"] += 1
-        return hash(repr((sorted(self.devices.items()), sorted(self.products.items()))))
+        return hash(repr((sorted(self.devices.items()), sorted(self.products.items()),
+                          sorted(self.device_orgs.items()), sorted(self.org_docs.items()))))
 
     def put_product(self, model: ThingModel) -> bool:
         created = model.id not in self.products
@@ -58,6 +61,19 @@ class FakeStore:
     def get_device(self, device_id: str) -> Device | None:
         self.calls["get_device"] += 1
         return self.devices.get(device_id)
+
+    def device_quotas(self, device_id: str) -> tuple[str, object] | None:
+        self.calls["device_quotas"] += 1
+        if device_id not in self.devices:
+            return None
+        org = self.device_orgs.get(device_id, "default")
+        return org, self.org_docs.get(org)
+
+    def org_quotas(self, org_id: str) -> object:
+        return self.org_docs.get(org_id)
+
+    def count_org_devices(self, org_id: str) -> int:
+        return sum(1 for d in self.devices if self.device_orgs.get(d, "default") == org_id)
 
     def update_device(self, device_id: str, *, state: DeviceState | None = None,
                       name: str | None = None, tags: dict[str, str] | None = None,

@@ -435,6 +435,7 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     """
     from wulian.alerting.feed import FeedPublisher
     from wulian.bootstrap import build_core
+    from wulian.quotas.gate import IngestGate
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING,
@@ -448,6 +449,8 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
         die_with_parent(parent_pid)
         hold_worker_lock(settings.data_dir, index)
     core = build_core(settings, provision_broker=False)
+    # the shared subscription gives each worker ~1/N of every device's messages
+    core.pipeline.gate = IngestGate(share=1 / (workers or worker_count(settings)))
     ingest = MqttIngest.for_broker(core, index, workers)
     # what this worker stores reaches the serving process's rules and live pages
     feed = FeedPublisher(BrokerUrl.from_settings(settings), f"wulian-feed-{index}")

@@ -95,17 +95,14 @@ REASONS = {
     RejectCode.UNKNOWN_TOPIC: Reason.TOPIC_NAME_INVALID,
     RejectCode.INTERNAL_ERROR: Reason.IMPLEMENTATION_SPECIFIC,
     RejectCode.OVERLOADED: Reason.SERVER_BUSY,
+    RejectCode.RATE_LIMITED: Reason.MESSAGE_RATE_TOO_HIGH,
+    RejectCode.QUOTA_EXCEEDED: Reason.QUOTA_EXCEEDED,
 }
 
 
 def reason_for(rejection: Rejection) -> Reason:
     """The MQTT 5 reason code for a refusal: payload problems are 0x99."""
-    code = REASONS.get(rejection.code)
-    if code is not None:
-        return code
-    extra = {"rate_limited": Reason.MESSAGE_RATE_TOO_HIGH,
-             "quota_exceeded": Reason.QUOTA_EXCEEDED}
-    return extra.get(rejection.code.value, Reason.PAYLOAD_FORMAT_INVALID)
+    return REASONS.get(rejection.code, Reason.PAYLOAD_FORMAT_INVALID)
 
 
 @dataclass(slots=True)

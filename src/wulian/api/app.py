@@ -35,6 +35,7 @@ from wulian.api.routes import (
     ingest,
     overview,
     products,
+    quotas,
     rejections,
     rules,
     scenarios,
@@ -42,15 +43,18 @@ from wulian.api.routes import (
     stream,
     telemetry,
 )
+from wulian.api.routes.quotas import api_rate
 from wulian.bootstrap import Core
 from wulian.console import mount_console
 from wulian.domain.account import AccountError, Role
 from wulian.domain.device import DeviceError
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.thingmodel import ThingModelError
+from wulian.errors import WulianError
 from wulian.i18n import t
 from wulian.pipeline.batcher import AsyncBatcher
 from wulian.ports import StorageUnavailable
+from wulian.quotas.api import ApiRateLimiter, OrgQuotaCache
 from wulian.storage.accounts import SqlAccounts
 from wulian.storage.audit import SqlAuditLog
 
@@ -164,13 +168,14 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
         app.state.accounts, session_ttl_ms=core.settings.session_ttl_s * 1000)
 
     # Every console role may read; changing needs the role named (the admin token is admin).
-    read_admin = [Depends(read_or_admin)]
+    app.state.api_limiter = ApiRateLimiter(OrgQuotaCache(core.store))
+    read_admin = [Depends(read_or_admin), Depends(api_rate)]
     for module in (products, devices, telemetry, rejections, rules, deliveries, stream,
-                   scenarios, overview):
+                   scenarios, overview, quotas):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=read_admin)
     # operators handle alarms (acknowledge, clear); only admins change what raises them
     app.include_router(alarms.router, prefix=API_PREFIX,
-                       dependencies=[Depends(read_or_operator)])
+                       dependencies=[Depends(read_or_operator), Depends(api_rate)])
     app.include_router(stats.router, prefix=API_PREFIX, dependencies=read_admin)
     app.include_router(auth.users_router, prefix=API_PREFIX,
                        dependencies=[Depends(require_role(Role.ADMIN))])
@@ -206,6 +211,12 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
         return _error(ApiError(422, "invalid_account",
                                params={"field": exc.field, "problem": exc.message(lang)},
                                extra={"field": exc.field}), lang)
+
+    @app.exception_handler(WulianError)
+    async def wulian_error(request: Request, exc: WulianError) -> JSONResponse:
+        return _error(ApiError(exc.status, exc.code, params=exc.params, extra=exc.extra,
+                               headers=exc.headers, message_key=exc.message_key),
+                      request_lang(request))
 
     @app.exception_handler(StorageUnavailable)
     async def storage_unavailable(request: Request, exc: StorageUnavailable) -> JSONResponse:

@@ -24,7 +24,18 @@ if TYPE_CHECKING:
 @cache
 def build_app() -> typer.Typer:
     """The typer application, with help texts in the language now in force."""
-    from wulian.cli import audit, data, demo, devices, products, rules, scenarios, server, user
+    from wulian.cli import (
+        audit,
+        data,
+        demo,
+        devices,
+        products,
+        quotas,
+        rules,
+        scenarios,
+        server,
+        user,
+    )
     from wulian.cli._common import Globals, fail
 
     def root_callback(
@@ -57,6 +68,7 @@ def build_app() -> typer.Typer:
     root.add_typer(rules.alarm_app, name="alarm")
     root.add_typer(user.app, name="user")
     root.add_typer(audit.app, name="audit")
+    root.add_typer(quotas.app, name="quota")
     data.register(root)
     return root
 

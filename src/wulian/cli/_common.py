@@ -21,6 +21,7 @@ from wulian.config import Settings
 from wulian.domain.device import DeviceError
 from wulian.domain.duration import duration_ms
 from wulian.domain.thingmodel import ThingModelError
+from wulian.errors import WulianError
 from wulian.i18n import t
 from wulian.pipeline.ingest import now_ms as now_ms  # re-exported for the commands
 from wulian.ports import Conflict, NotFound, StorageUnavailable
@@ -122,6 +123,8 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except CliError as exc:
             fail(exc.message, exc.code)
+        except WulianError as exc:
+            fail(exc.message(), exc.exit_code)
         except ThingModelError as exc:
             fail(t("cli.error.thing_model", path=exc.path, problem=exc.problem), 2)
         except DeviceError as exc:

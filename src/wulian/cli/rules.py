@@ -33,6 +33,7 @@ from wulian.cli._common import (
 )
 from wulian.i18n import t
 from wulian.ports import Conflict
+from wulian.quotas.resources import check_rule_room
 from wulian.rules.actions import redact
 from wulian.rules.alarms import AlarmError
 from wulian.rules.model import Rule, RuleError, parse_rule
@@ -73,6 +74,8 @@ def add(ctx: typer.Context,
         data_dir: DataDirOpt = None, database: DatabaseOpt = None) -> None:
     rule = read_rule(path)
     with open_core(settings_for(ctx, data_dir, database)) as core:
+        if core.rule_store.get_rule(rule.id) is None:  # replacing adds nothing
+            check_rule_room(core.store, core.rule_store)
         try:
             stored = core.rule_store.put_rule(rule, create_only=not replace)
         except Conflict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -75,6 +76,8 @@ class WriteBatch:
     rejections: list[RejectionRecord] = field(default_factory=list)
     seen: dict[str, SeenRecord] = field(default_factory=dict)
     accepted: int = 0
+    # counter rows bumped beside the standard ones, e.g. `org.<id>.rejected.rate_limited`
+    counts: Counter[str] = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return self.accepted + len(self.rejections)

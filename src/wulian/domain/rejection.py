@@ -31,6 +31,10 @@ class RejectCode(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     OVERLOADED = "overloaded"
+    # Over a rate (device or organisation msgs/s) or a quota (organisation bytes/day):
+    # params carry `limit` and `retry_after_s`.
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXCEEDED = "quota_exceeded"
     # The platform failed on this message (a bug, or data its database refuses): kept as a
     # dead letter for the operator instead of blocking or silently dropping it.
     INTERNAL_ERROR = "internal_error"

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wulian.domain.actor import DEFAULT_ORG
 from wulian.domain.device import Device, hash_secret, verify_secret
+from wulian.domain.quotas import UNLIMITED, Quotas
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.validation import CompiledModel
+from wulian.errors import InvalidInput
+from wulian.i18n import t
 from wulian.ports import MetadataStore
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -27,6 +34,8 @@ def _dummy_hash() -> str:
 class Known:
     device: Device
     model: CompiledModel
+    org_id: str = DEFAULT_ORG
+    quotas: Quotas = UNLIMITED
 
 
 class DeviceDirectory:
@@ -112,13 +121,26 @@ class DeviceDirectory:
                 entry = Rejection(RejectCode.DEVICE_DISABLED, params={"device": device_id})
             else:
                 model = self._model(device.product, now, epoch)
-                entry = (Known(device, model) if model else
+                entry = (self._known(device, model) if model else
                          Rejection(RejectCode.UNKNOWN_PRODUCT, params={"product": device.product}))
             if len(self._devices) >= self._max:
                 self._devices.clear()  # bounded memory beats a perfect cache
             ttl = self._ttl if isinstance(entry, Known) else self._negative_ttl
             self._devices[device_id] = (now + ttl, entry, device, epoch)
             return entry, device
+
+    def _known(self, device: Device, model: CompiledModel) -> Known:
+        found = self._store.device_quotas(device.id)
+        if found is None:  # deleted between the two reads: the next lookup will tell
+            return Known(device, model)
+        org_id, doc = found
+        try:
+            quotas = Quotas.parse(doc)
+        except InvalidInput as exc:
+            # A bad document is the operator's to fix; the devices keep sending meanwhile.
+            log.warning(t("quotas.bad_document", org=org_id, detail=exc.message("en")))
+            quotas = UNLIMITED
+        return Known(device, model, org_id, quotas)
 
     def authenticate(self, device_id: str, secret: str) -> Known | Rejection:
         """Check a device's credentials (slow hash, then cached for `ttl_s` on success).

@@ -22,6 +22,7 @@ from wulian.domain.rejection import RejectCode, Rejection
 from wulian.i18n import current, t
 from wulian.pipeline.directory import DeviceDirectory, Known
 from wulian.ports import StorageUnavailable, TelemetryStore
+from wulian.quotas.gate import IngestGate, Spent
 
 log = logging.getLogger(__name__)
 DEAD_LETTER_PAYLOAD_MAX = 4096  # keep enough of a refused payload to debug it, no more
@@ -58,8 +59,9 @@ class Pipeline:
 
     def __init__(self, store: TelemetryStore, directory: DeviceDirectory,
                  limits: IngestLimits | None = None, *, clock: Callable[[], int] = now_ms,
-                 lang: str | None = None) -> None:
+                 lang: str | None = None, gate: IngestGate | None = None) -> None:
         self.store = store
+        self.gate = gate or IngestGate()
         self.directory = directory
         self.limits = limits or IngestLimits()
         self._clock = clock
@@ -81,7 +83,7 @@ class Pipeline:
 
     def prepare(self, messages: Sequence[Inbound],
                 refusals: Sequence[Rejection | None] | None = None,
-                ) -> tuple[WriteBatch, list[Outcome]]:
+                spent: Spent | None = None) -> tuple[WriteBatch, list[Outcome]]:
         """Decode and validate without storing: the batch to write and each message's fate.
 
         `refusals[i]`, when given and not None, is why message i was refused before the
@@ -96,7 +98,7 @@ class Pipeline:
             if refusal is not None:
                 outcome = Outcome(rejection=refusal)
             else:
-                outcome = self._checked(msg, batch, now)
+                outcome = self._checked(msg, batch, now, spent)
             if outcome.rejection is not None:
                 batch.rejections.append(dead_letter(msg, outcome.rejection, lang))
             else:
@@ -108,9 +110,10 @@ class Pipeline:
             outcomes.append(outcome)
         return batch, outcomes
 
-    def _checked(self, msg: Inbound, batch: WriteBatch, now: int) -> Outcome:
+    def _checked(self, msg: Inbound, batch: WriteBatch, now: int,
+                 spent: Spent | None) -> Outcome:
         try:
-            return self._one(msg, batch, now)
+            return self._one(msg, batch, now, spent)
         except StorageUnavailable:
             raise  # the directory could not read the registry: not this message's fault
         except Exception as exc:
@@ -143,7 +146,8 @@ class Pipeline:
             raise StorageUnavailable(f"the database refuses even a dead letter: {exc}") from exc
         return outcome
 
-    def _one(self, msg: Inbound, batch: WriteBatch, now: int) -> Outcome:
+    def _one(self, msg: Inbound, batch: WriteBatch, now: int,
+             spent: Spent | None = None) -> Outcome:
         """The message's fate; what it stores goes into `batch` as the very last step."""
         size = len(msg.payload)
         if size > self.limits.max_payload_bytes:
@@ -152,6 +156,15 @@ class Pipeline:
         known = self.directory.lookup(msg.device_id)
         if isinstance(known, Rejection):
             return Outcome(rejection=known)
+        # Rates by arrival, not by when the batch is processed: a backlog drained after a
+        # pause must not be refused for arriving late.
+        refusal = self.gate.check(known.org_id, msg.device_id, known.quotas, size,
+                                  msg.received_ms, spent)
+        if refusal is not None:
+            counter = f"org.{known.org_id}.rejected.{refusal.code.value}"
+            self.stats[counter] += 1
+            batch.counts[counter] += 1  # stored with the batch: every process's refusals
+            return Outcome(rejection=refusal)
         if msg.kind is Kind.TELEMETRY:
             return self._telemetry(msg, known, batch, now)
         return self._event(msg, known, batch, now)
@@ -203,8 +216,13 @@ class Pipeline:
         Any other exception comes from the store refusing the batch; `BatchRun` finds the
         message at fault instead of failing all of them.
         """
-        batch, outcomes = self.prepare(messages, refusals)
-        self.commit(batch)
+        spent: Spent = []
+        try:
+            batch, outcomes = self.prepare(messages, refusals, spent)
+            self.commit(batch)
+        except BaseException:
+            self.gate.refund(spent)  # the batch comes again: charge it once
+            raise
         return outcomes
 
     def commit(self, batch: WriteBatch) -> int:

@@ -40,6 +40,7 @@ from wulian.storage.schema import (
     devices,
     events,
     latest,
+    organisations,
     points,
     products,
     series,
@@ -259,6 +260,39 @@ class SqlMetadata(SqlBase):
         """How many devices are registered."""
         with self._reading() as conn:
             return int(conn.scalar(select(func.count()).select_from(devices)) or 0)
+
+    # --- quotas --------------------------------------------------------------------------
+
+    def device_quotas(self, device_id: str) -> tuple[str, Any] | None:
+        """(the device's organisation, its quotas document) or None for no such device."""
+        stmt = (select(devices.c.org_id, organisations.c.quotas)
+                .outerjoin(organisations, organisations.c.id == devices.c.org_id)
+                .where(devices.c.id == device_id))
+        with self._reading() as conn:
+            row = conn.execute(stmt).first()
+        return (row[0], row[1]) if row is not None else None
+
+    def org_quotas(self, org_id: str) -> Any:
+        """An organisation's quotas document (None: no such organisation)."""
+        with self._reading() as conn:
+            return conn.scalar(select(organisations.c.quotas)
+                               .where(organisations.c.id == org_id))
+
+    def set_org_quotas(self, org_id: str, doc: dict[str, Any]) -> None:
+        """Replace an organisation's quotas (validated by the caller); ingest sees it at once."""
+        with self._writing() as conn:
+            done = conn.execute(update(organisations).where(organisations.c.id == org_id)
+                                .values(quotas=doc, updated_ms=now_ms()))
+            if not done.rowcount:
+                raise NotFound(f"organisation '{org_id}'")
+            # The device directory renews cached quotas while this epoch stands still.
+            self._bump(conn, REGISTRY_EPOCH)
+
+    def count_org_devices(self, org_id: str) -> int:
+        """How many devices an organisation holds."""
+        with self._reading() as conn:
+            return int(conn.scalar(select(func.count()).select_from(devices)
+                                   .where(devices.c.org_id == org_id)) or 0)
 
     # --- connectivity ------------------------------------------------------------------
 

@@ -178,6 +178,12 @@ class SqlRules(SqlBase):
                 log.error(t("rules.log.unparseable", rule=row._mapping["id"], detail=str(exc)))
         return found
 
+    def count_org_rules(self, org_id: str) -> int:
+        """How many rules an organisation holds."""
+        with self._reading() as conn:
+            return int(conn.scalar(select(func.count()).select_from(rules)
+                                   .where(rules.c.org_id == org_id)) or 0)
+
     def delete_rule(self, rule_id: str, *, by: str | None = None) -> bool:
         """Remove a rule; its open alarms are cleared (kept in history). False when absent."""
         now = now_ms()

@@ -148,6 +148,7 @@ def counter_bumps(batch: WriteBatch, points: int, events: int,
         "messages_accepted": batch.accepted, "messages_rejected": len(batch.rejections),
         "points_stored": points, "events_stored": events})
     bumps.update(f"rejected.{r.code}" for r in batch.rejections)
+    bumps.update(batch.counts)
     suffix = "" if shard is None else f"{SHARD_SEP}{shard}"
     # Sorted: writers sharing rows lock them in one order, so they never deadlock.
     return dict(sorted((f"{name}{suffix}", n) for name, n in bumps.items() if n))

@@ -33,6 +33,7 @@ STATUS = {
     RejectCode.UNKNOWN_TOPIC: 404, RejectCode.UNKNOWN_PRODUCT: 409,
     RejectCode.STORAGE_UNAVAILABLE: 503, RejectCode.OVERLOADED: 503,
     RejectCode.INTERNAL_ERROR: 500,  # the platform's fault, not the sender's
+    RejectCode.RATE_LIMITED: 429, RejectCode.QUOTA_EXCEEDED: 429,
 }
 _HEADERS = {
     RejectCode.BAD_CREDENTIALS: {"WWW-Authenticate": 'Basic realm="wulian"'},
@@ -80,7 +81,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 def refusal(rejection: Rejection) -> ApiError:
     """The HTTP answer for a refused message."""
     code = rejection.code
-    return ApiError.from_rejection(STATUS.get(code, 422), rejection, _HEADERS.get(code))
+    headers = _HEADERS.get(code)
+    wait = rejection.params.get("retry_after_s")
+    if wait is not None:  # over a rate or quota: the sender learns when to come back
+        headers = {"Retry-After": str(wait)}
+    return ApiError.from_rejection(STATUS.get(code, 422), rejection, headers)
 
 
 async def _refuse(batcher: AsyncBatcher, inbound: Inbound, rejection: Rejection) -> ApiError:

@@ -14,6 +14,7 @@ from wulian.api.deps import ApiError, CallerDep, CoreDep, parse_time, request_la
 from wulian.bootstrap import Core
 from wulian.pipeline.ingest import now_ms
 from wulian.ports import Conflict, NotFound
+from wulian.quotas.resources import check_rule_room
 from wulian.rules.actions import redact, restore_secrets
 from wulian.rules.model import Rule, RuleError, parse_rule
 from wulian.storage.rules import StoredRule
@@ -91,6 +92,7 @@ def list_rules(core: CoreDep) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Create a rule (JSON or YAML body)")
 async def create_rule(request: Request, core: CoreDep) -> dict[str, Any]:
     rule = parse_document(await rule_document(request))
+    await run_in_threadpool(check_rule_room, core.store, core.rule_store)
     try:
         stored = await run_in_threadpool(core.rule_store.put_rule, rule, create_only=True)
     except Conflict:

@@ -1,0 +1,1 @@
+"""Rate limits and quotas per organisation, device and API caller (issue 11)."""
