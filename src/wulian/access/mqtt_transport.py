@@ -85,6 +85,7 @@ TOTAL_HELD_MAX = 64 << 20  # all connections' unacknowledged bytes before readin
 PACKET_OVERHEAD = 64 * 1024  # topic and properties a PUBLISH may carry beside its payload
 CONNECT_TIMEOUT_S = 10.0
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 5.0
+BUSY_BATCH = 64  # a batch at least this large means load: the next one waits to gather
 
 # What a refusal is called in an MQTT 5 PUBACK (the reason string says the rest)
 REASONS = {
@@ -259,6 +260,7 @@ class DeviceTransport:
         self.retained: dict[str, Downlink] = {}
         self.stats: Counter[str] = Counter()
         self._pending: list[_Pending] = []
+        self._last_batch = 0
         self._held = 0
         self._wake = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -477,8 +479,12 @@ class DeviceTransport:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if len(self._pending) < self.batch_max and not self._stopping:
-                await asyncio.sleep(self.batch_s)  # let a batch gather
+            # Group commit: a lone device waiting for its PUBACK is written at once; under
+            # load (the last batch was not small) a batch gathers for up to `batch_ms`, so
+            # fewer, larger transactions carry the same messages.
+            if self._last_batch >= BUSY_BATCH and len(self._pending) < (
+                    self.batch_max) and not self._stopping:
+                await asyncio.sleep(self.batch_s)
             delay = RETRY_MIN_S
             while self._pending:
                 batch = self._pending[:self.batch_max]
@@ -495,6 +501,7 @@ class DeviceTransport:
                     delay = min(delay * 2, RETRY_MAX_S)
                     continue
                 delay = RETRY_MIN_S
+                self._last_batch = len(batch)
                 self._answer(batch, outcomes)
 
     async def _store(self, batch: list[_Pending]) -> list[Outcome | None]:
