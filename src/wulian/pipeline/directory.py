@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wulian.domain.device import Device, verify_secret
+from wulian.domain.device import Device, hash_secret, new_secret, verify_secret
 from wulian.domain.rejection import RejectCode, Rejection
 from wulian.domain.validation import CompiledModel
 from wulian.ports import MetadataStore
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Checked against when the id is unknown, so "no such device" pays the same scrypt as
+    # "wrong secret" and the answer's timing does not tell which ids exist.
+    return hash_secret(new_secret())
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +127,8 @@ class DeviceDirectory:
         """
         entry, device = self._entry(device_id)
         if device is None:
+            with self._scrypt_slots:
+                verify_secret(secret, _dummy_hash())
             return Rejection(RejectCode.BAD_CREDENTIALS)
         key = (device_id, hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest())
         now = self._clock()
