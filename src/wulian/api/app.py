@@ -24,6 +24,7 @@ from wulian.api.deps import (
     request_lang,
     require_role,
 )
+from wulian.api.guard import BodyGuard
 from wulian.api.routes import (
     alarms,
     auth,
@@ -214,5 +215,6 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
             "status": exc.status_code, "path": request.url.path}), request_lang(request))
 
     mount_console(app)  # after the API: its catch-all page routes must not shadow it
+    app.add_middleware(BodyGuard, max_body=core.settings.max_body_bytes)
     app.add_middleware(CatchAll)
     return app
