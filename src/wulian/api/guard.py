@@ -81,7 +81,7 @@ class BodyGuard:
                 return messages
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
-        lang = request_lang(HTTPConnection(scope))  # type: ignore[arg-type]
+        lang = request_lang(HTTPConnection(scope))
         await JSONResponse(error.body(lang), error.status, headers=error.headers)(
             scope, receive, send)
 
