@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -117,6 +118,12 @@ def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None
     check_port(settings.http_host, settings.http_port, "HTTP")
     if settings.embedded_broker:
         check_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
+    else:
+        from wulian.access.worker_life import IngestLock
+
+        # Workers of a serve killed with kill -9 stop on their own (they watch their parent);
+        # never start new ones beside one still storing, with the same client ids.
+        IngestLock(settings.data_dir).ensure_none_running()
     core = build_core(settings)
     try:
         asyncio.run(_serve(core, on_ready, stop))
@@ -169,7 +176,8 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         for index in range(count):
             ready_event = ctx.Event()
             proc = ctx.Process(target=run_worker,
-                               args=(settings.model_dump_json(), index, ready_event, count),
+                               args=(settings.model_dump_json(), index, ready_event, count,
+                                     os.getpid()),
                                name=f"wulian-ingest-{index}", daemon=True)
             proc.start()
             workers.append(proc)

@@ -436,14 +436,16 @@ def worker_count(settings: Settings) -> int:
 
 
 def run_worker(settings_json: str, index: int, ready: Any = None,
-               workers: int | None = None) -> None:
+               workers: int | None = None, parent_pid: int | None = None) -> None:
     """Entry point of one ingest process (multiprocessing, spawn): consume until SIGTERM.
 
     `ready`, a multiprocessing Event, is set once the worker's subscriptions stand: on a
     broker's first start, messages published before that have no session to wait in.
     `workers` must be the number started (default: worker_count): with one, a worker
     subscribes plainly; with several, shared. Got wrong, every message arrives twice.
+    The worker stops when its parent (`parent_pid`, default: whoever spawned it) dies.
     """
+    from wulian.access.worker_life import IngestLock, die_with_parent
     from wulian.alerting.feed import FeedPublisher
     from wulian.bootstrap import build_core
 
@@ -455,6 +457,14 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    def orphaned() -> None:
+        log.warning(t("hardening.worker_orphaned", index=index))
+        stop.set()
+
+    die_with_parent(parent_pid or os.getppid(), orphaned)
+    lock = IngestLock(settings.data_dir)
+    lock.hold_shared()  # until this process ends
     core = build_core(settings, provision_broker=False)
     ingest = MqttIngest.for_broker(core, index, workers)
     # what this worker stores reaches the serving process's rules and live pages
@@ -474,3 +484,4 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
         feed.stop()
         core.close()
         log.info(t("mqtt.worker_stopped", index=index, counters=ingest.counters()))
+        lock.release()

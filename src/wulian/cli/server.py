@@ -50,6 +50,7 @@ def token_lines(ready: Ready, settings: Settings) -> list[str]:
 def run_service(settings: Settings, on_ready: Callable[[Ready], None],
                 stop: threading.Event | None = None) -> None:
     """`service.serve`, with its start-up failures as one translated line."""
+    from wulian.access.worker_life import StaleWorkers
     from wulian.netutil import PortInUse
     from wulian.service import serve
 
@@ -57,6 +58,8 @@ def run_service(settings: Settings, on_ready: Callable[[Ready], None],
         serve(settings, on_ready=on_ready, stop=stop)
     except PortInUse as exc:
         raise CliError(f"{exc} {t('cli.serve.port_hint')}") from None
+    except StaleWorkers as exc:
+        raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         pass  # Ctrl-C: the service has already shut down cleanly
 
