@@ -199,6 +199,7 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     await asyncio.to_thread(sampler.start)
     app = create_app(core, admin_token=token)
     app.state.sampler = sampler
+    app.state.local_ingest = consumers  # their figures on /metrics (embedded mode)
     # Everything built so far lives as long as the process: moved out of the collector's
     # reach, a full collection no longer walks it (it made every other week-long series
     # answer 4x slower in bench/console.py, and stalled the loop that runs the broker).

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from wulian.domain.message import Inbound, Outcome, Protocol
 from wulian.i18n import t
 from wulian.pipeline.ingest import BatchRun, Pipeline, now_ms
 from wulian.ports import StorageUnavailable
+from wulian.prom import LatencyHistogram, write_worker_figures
 
 if TYPE_CHECKING:
     from wulian.bootstrap import Core
@@ -90,6 +92,7 @@ class MqttIngest:
         self.batch_ms = batch_ms
         self.lang = lang
         self.stats: Counter[str] = Counter()
+        self.store_latency = LatencyHistogram()  # per batch, for /metrics
         self._mqtt5 = mqtt5
         plain = list(topics.INGEST_FILTERS)
         group = [f"$share/{SHARE_GROUP}/{f}" for f in plain]
@@ -399,7 +402,9 @@ class MqttIngest:
         delay = RETRY_MIN_S
         while True:
             try:
+                started = time.perf_counter()
                 run.run()
+                self.store_latency.observe(time.perf_counter() - started)
                 return run.outcomes
             except StorageUnavailable as exc:
                 self.stats["store_failures"] += 1
@@ -520,7 +525,9 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
             if ingest.wait_ready(0.1):
                 ready.set()
         while not stop.wait(1.0):
-            pass
+            with contextlib.suppress(OSError):  # figures for /metrics: never worth a crash
+                write_worker_figures(settings.data_dir, index, ingest.counters(),
+                                     ingest.store_latency)
     finally:
         ingest.stop()
         feed.stop()

@@ -33,6 +33,7 @@ from wulian.api.routes import (
     ingest,
     overview,
     products,
+    prom,
     rejections,
     rules,
     scenarios,
@@ -173,6 +174,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
     app.include_router(auth.router, prefix=API_PREFIX)  # login: open; the rest per route
     app.include_router(stats.health_router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(prom.router)  # /metrics, where Prometheus looks by default
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
