@@ -63,7 +63,8 @@ def test_a_scrape_shows_each_ingest_worker(make_mqtt_platform: Make) -> None:
         publish_many(dev, 50, now_ms() - 60_000)
         for api in running_api(p.core.settings.data_dir, p.core.settings.database_url,
                                broker=p.core.settings.broker):
-            def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            def scraped(api: Api = api) -> dict[tuple[str, tuple[tuple[str, str], ...]],
+                                                float] | None:
                 got = samples(api.client.get("/metrics", headers=ADMIN).text)
                 acked = got.get(("wulian_ingest_acked_total", (("worker", "0"),)), 0)
                 return got if acked >= 50 else None
