@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WORKER_START_S = 30.0
+WORKER_STOP_S = 9.0  # SIGTERM to exit: the whole shutdown stays within 10 s
 
 
 @dataclass
@@ -102,6 +106,33 @@ def start_actions(core: Core, url: BrokerUrl) -> Actions:
     core.rules.on_stored(worker.wake)
     worker.start()
     return Actions(outbox, worker, client, senders)
+
+
+def stop_workers(workers: list[Any], data_dir: Path, budget_s: float = WORKER_STOP_S) -> None:
+    """SIGTERM every ingest worker, wait for them within one budget, kill the rest; log a
+    summary (their last figures: received, acknowledged, still held)."""
+    from wulian.prom import metrics_dir
+
+    started = time.monotonic()
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()  # each stores and acks what it holds, then disconnects
+    deadline = started + budget_s
+    for proc in workers:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    killed = [proc for proc in workers if proc.is_alive()]
+    for proc in killed:
+        proc.kill()  # what it held stays unacknowledged with the broker: nothing lost
+        proc.join(2)
+    totals: dict[str, int] = {"received": 0, "acked": 0, "held_messages": 0}
+    for index in range(len(workers)):
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads((metrics_dir(data_dir) / f"ingest-{index}.json").read_text())
+            for key in totals:
+                totals[key] += int(doc.get("counters", {}).get(key, 0))
+    log.info(t("hardening.workers_stopped", workers=len(workers), killed=len(killed),
+               seconds=round(time.monotonic() - started, 1), received=totals["received"],
+               acked=totals["acked"], held_messages=totals["held_messages"]))
 
 
 def first_admin(core: Core) -> str | None:
@@ -240,10 +271,8 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
             await watcher
         for consumer in consumers:
             await asyncio.to_thread(consumer.stop)
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            await asyncio.to_thread(proc.join, 10)
+        if workers:
+            await asyncio.to_thread(stop_workers, workers, settings.data_dir)
         if feed is not None:
             await asyncio.to_thread(feed.stop)
         await asyncio.to_thread(core.rules.stop)

@@ -153,3 +153,36 @@ def test_a_serve_does_not_start_beside_a_stale_worker(tmp_path: Path) -> None:
         stale.kill()
         stale.wait(10)
     IngestLock(tmp_path).ensure_none_running(wait_s=5)  # once it is gone
+
+
+def test_sigterm_stops_serve_and_its_workers_within_10s_with_a_summary(
+        tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    data = tmp_path / "data"
+    database = f"sqlite:///{tmp_path / 'w.db'}"
+    core = build_core(Settings(data_dir=data, database=database, broker=mosquitto.url))
+    try:
+        core.registry.import_product(ENV_SENSOR)
+        secret = core.registry.add_device("calm-1", "env-sensor").secret
+    finally:
+        core.close()
+    port = free_port()
+    serve = start_serve(data, database, mosquitto.url, port)
+    workers = wait_until(lambda: (w := workers_of(serve)) and len(w) == 2 and w, 60,
+                         "two ingest workers")
+    storm = Storm(mosquitto.port, "calm-1", secret)
+    storm.thread.start()
+    wait_until(lambda: len(storm.acked) >= 200, 30, "messages flowing")
+    started = time.monotonic()
+    serve.terminate()
+    try:
+        serve.wait(10)
+    finally:
+        storm.stop()
+        if serve.poll() is None:
+            serve.kill()
+    assert time.monotonic() - started < 10
+    _, alive = psutil.wait_procs(workers, timeout=1)
+    assert alive == []
+    log = (tmp_path / f"serve-{port}.log").read_text()
+    assert "ingest workers stopped: 2 in" in log, log[-2000:]
+    assert "(0 killed" in log

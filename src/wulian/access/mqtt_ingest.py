@@ -529,8 +529,13 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
                 write_worker_figures(settings.data_dir, index, ingest.counters(),
                                      ingest.store_latency)
     finally:
-        ingest.stop()
+        # within serve's budget (service.WORKER_STOP_S): what is not stored by then stays
+        # unacknowledged with the broker
+        ingest.stop(timeout_s=3.0)
         feed.stop()
         core.close()
         log.info(t("mqtt.worker_stopped", index=index, counters=ingest.counters()))
+        with contextlib.suppress(OSError):  # the final figures, for serve's summary
+            write_worker_figures(settings.data_dir, index, ingest.counters(),
+                                 ingest.store_latency)
         lock.release()

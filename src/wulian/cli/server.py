@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,10 @@ def run_service(settings: Settings, on_ready: Callable[[Ready], None],
     from wulian.netutil import PortInUse
     from wulian.service import serve
 
+    if not logging.getLogger().handlers:
+        # the shutdown summary (and warnings) on stderr, as the ingest workers log theirs
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+        logging.getLogger("wulian.service").setLevel(logging.INFO)
     try:
         serve(settings, on_ready=on_ready, stop=stop)
     except PortInUse as exc:
