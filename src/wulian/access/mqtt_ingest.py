@@ -342,7 +342,8 @@ class MqttIngest:
     def _retry(self, batch: list[_Received]) -> None:
         with self._cond:
             kept = [r for r in batch if r.msg.qos == 0 or r.generation >= self._resent_below]
-            self._hold([r for r in batch if r not in kept], -1)
+            self._hold([r for r in batch if not (r.msg.qos == 0
+                                                 or r.generation >= self._resent_below)], -1)
             self._buffer[:0] = kept
 
     def _store(self, batch: list[_Received]) -> _Stored:
