@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=256 * 1024, ge=64)
     # any API change (thing models, rules, devices): refused from its headers when larger
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # GET /metrics without the admin token (for a Prometheus on a private network)
+    metrics_public: bool = False
     max_future_skew_s: int = Field(default=300, ge=0)
     online_window_s: int = Field(default=300, ge=1)
     ingest_workers: int = Field(default=0, ge=0)  # 0: one per core for an external broker

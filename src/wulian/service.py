@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -28,7 +31,6 @@ from wulian.config import Settings
 from wulian.domain.clock import now_ms
 from wulian.i18n import t
 from wulian.netutil import PortInUse, port_free
-from wulian.workers import clear_stale_workers
 
 if TYPE_CHECKING:
     from wulian.access.mosquitto import BrokerUrl
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WORKER_START_S = 30.0
+WORKER_STOP_S = 9.0  # SIGTERM to exit: the whole shutdown stays within 10 s
 
 
 @dataclass
@@ -105,6 +108,33 @@ def start_actions(core: Core, url: BrokerUrl) -> Actions:
     return Actions(outbox, worker, client, senders)
 
 
+def stop_workers(workers: list[Any], data_dir: Path, budget_s: float = WORKER_STOP_S) -> None:
+    """SIGTERM every ingest worker, wait for them within one budget, kill the rest; log a
+    summary (their last figures: received, acknowledged, still held)."""
+    from wulian.prom import metrics_dir
+
+    started = time.monotonic()
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()  # each stores and acks what it holds, then disconnects
+    deadline = started + budget_s
+    for proc in workers:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    killed = [proc for proc in workers if proc.is_alive()]
+    for proc in killed:
+        proc.kill()  # what it held stays unacknowledged with the broker: nothing lost
+        proc.join(2)
+    totals: dict[str, int] = {"received": 0, "acked": 0, "held_messages": 0}
+    for index in range(len(workers)):
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads((metrics_dir(data_dir) / f"ingest-{index}.json").read_text())
+            for key in totals:
+                totals[key] += int(doc.get("counters", {}).get(key, 0))
+    log.info(t("hardening.workers_stopped", workers=len(workers), killed=len(killed),
+               seconds=round(time.monotonic() - started, 1), received=totals["received"],
+               acked=totals["acked"], held_messages=totals["held_messages"]))
+
+
 def first_admin(core: Core) -> str | None:
     """Create the console's first admin when there is no user yet; its password if so."""
     from wulian.accounts import ensure_first_admin
@@ -123,6 +153,12 @@ def serve(settings: Settings, *, on_ready: Callable[[Ready], None] | None = None
     check_port(settings.http_host, settings.http_port, "HTTP")
     if settings.embedded_broker:
         check_port(settings.mqtt_host, settings.mqtt_port, "MQTT")
+    else:
+        from wulian.access.worker_life import IngestLock
+
+        # Workers of a serve killed with kill -9 stop on their own (they watch their parent);
+        # never start new ones beside one still storing, with the same client ids.
+        IngestLock(settings.data_dir).ensure_none_running()
     core = build_core(settings)
     try:
         return asyncio.run(_serve(core, on_ready, stop))
@@ -164,8 +200,6 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
                               core.batch_sinks())
         if not await asyncio.to_thread(feed.start, WORKER_START_S):
             log.warning(t("service.feed_slow", seconds=WORKER_START_S))
-        # workers a killed earlier run left behind would fight these over their client ids
-        await asyncio.to_thread(clear_stale_workers, settings.data_dir)
         ctx = mp.get_context("spawn")
         count = worker_count(settings)
         subscribed = []
@@ -195,6 +229,8 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     await asyncio.to_thread(sampler.start)
     app = create_app(core, admin_token=token)
     app.state.sampler = sampler
+    # the embedded transport's own figures on /metrics (workers write theirs to files)
+    app.state.local_ingest = [broker] if broker is not None else []
     # Everything built so far lives as long as the process: moved out of the collector's
     # reach, a full collection no longer walks it (it made every other week-long series
     # answer 4x slower in bench/console.py, and stalled the loop that runs the broker).
@@ -233,10 +269,8 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            await asyncio.to_thread(proc.join, 10)
+        if workers:
+            await asyncio.to_thread(stop_workers, workers, settings.data_dir)
         if feed is not None:
             await asyncio.to_thread(feed.stop)
         await asyncio.to_thread(core.rules.stop)

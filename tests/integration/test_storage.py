@@ -83,7 +83,7 @@ def test_migrates_an_empty_database_and_reopens_idempotently(url: str) -> None:
         assert set(metadata.tables) <= tables and "alembic_version" in tables
         with first.engine.connect() as conn:  # type: ignore[attr-defined]
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            assert context.get_current_revision() == "0005"
+            assert context.get_current_revision() == "0006"
             # The revision and schema.py describe the same tables, column for column.
             assert compare_metadata(context, metadata) == []
         first.put_product(parse_thing_model(METER))

@@ -666,3 +666,23 @@ def test_forget_wins_over_a_renewal_of_the_same_entry(
     clock.now += 5.1
     refused = directory.lookup("dev-1")
     assert isinstance(refused, Rejection) and refused.code is RejectCode.DEVICE_DISABLED
+
+
+def test_an_unknown_id_costs_as_much_as_a_wrong_secret(store: FakeStore) -> None:
+    # A fresh directory per try: nothing cached, each answer pays what a first try pays.
+    import statistics
+    import time
+
+    def median_s(device_id: str) -> float:
+        costs = []
+        for _ in range(9):
+            fresh = DeviceDirectory(store)
+            start = time.perf_counter()
+            refused = fresh.authenticate(device_id, "not the secret")
+            costs.append(time.perf_counter() - start)
+            assert isinstance(refused, Rejection) and refused.code is RejectCode.BAD_CREDENTIALS
+        return statistics.median(costs)
+
+    DeviceDirectory(store).authenticate("ghost", "warm up")  # any one-off setup cost
+    known, unknown = median_s("dev-1"), median_s("ghost")
+    assert 0.5 <= unknown / known <= 2.0, (known, unknown)

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from wulian.access import topics
 from wulian.access.mosquitto import PLATFORM_SECRET, PLATFORM_USER, BrokerUrl
+from wulian.access.mqtt_netloop import BoundedLoop
 from wulian.access.mqtt_sys import SysWatcher
 from wulian.config import Settings
 from wulian.domain.message import Inbound, Outcome, Protocol
 from wulian.i18n import t
 from wulian.pipeline.ingest import BatchRun, Pipeline, now_ms
 from wulian.ports import StorageUnavailable
-from wulian.workers import die_with_parent, hold_worker_lock, parent_alive
+from wulian.prom import LatencyHistogram, write_worker_figures
 
 if TYPE_CHECKING:
     from wulian.bootstrap import Core
@@ -52,6 +54,11 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 ERRORS_QUEUE_MAX = 10_000  # error replies waiting for the broker; past this they are dropped
 RETRY_MIN_S, RETRY_MAX_S = 0.05, 5.0
 _DEDUP_MAX = 100_000
+# What one consumer may hold unacknowledged (received, not yet stored and acked). Past
+# either cap it stops reading its socket (BoundedLoop). Raw bytes undercount memory: a
+# paho MQTT 5 message object takes ~7 KB, so the message cap bounds the rest.
+MAX_HELD_BYTES = 64 * 1024 * 1024
+MAX_HELD_MESSAGES = 10_000
 
 
 @dataclass(slots=True)
@@ -74,7 +81,9 @@ class MqttIngest:
                  mqtt5: bool = True, shared: bool = False, watch: SysWatcher | None = None,
                  batch_max: int = 2000, batch_ms: int = 50, lang: str | None = None,
                  receive_maximum: int = RECEIVE_MAXIMUM,
-                 session_expiry_s: int = SESSION_EXPIRY_S) -> None:
+                 session_expiry_s: int = SESSION_EXPIRY_S,
+                 max_held_bytes: int = MAX_HELD_BYTES,
+                 max_held_messages: int = MAX_HELD_MESSAGES) -> None:
         self.pipeline = pipeline
         self.url = url
         self.client_id = client_id
@@ -82,6 +91,7 @@ class MqttIngest:
         self.batch_ms = batch_ms
         self.lang = lang
         self.stats: Counter[str] = Counter()
+        self.store_latency = LatencyHistogram()  # per batch, for /metrics
         self._mqtt5 = mqtt5
         plain = list(topics.INGEST_FILTERS)
         group = [f"$share/{SHARE_GROUP}/{f}" for f in plain]
@@ -89,6 +99,13 @@ class MqttIngest:
         self.watch = watch
         self._cond = threading.Condition()
         self._buffer: list[_Received] = []
+        # everything received and not yet acked or given back to the broker: the buffer and
+        # the batch being stored
+        self.max_held_bytes = max_held_bytes
+        self.max_held_messages = max(max_held_messages, batch_max)
+        self._held_bytes = 0
+        self._held_messages = 0
+        self._paused = False
         self._generation = 0
         # QoS 1 messages received on a connection older than this the broker resends itself
         # (a later one found the session present): copies of them here are not to be stored.
@@ -106,7 +123,6 @@ class MqttIngest:
                              manual_ack=True)
         client.username_pw_set(url.username, url.password)
         client.max_queued_messages_set(ERRORS_QUEUE_MAX)
-        client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -114,6 +130,7 @@ class MqttIngest:
         if watch is not None:
             watch.attach(client)
         self._client = client
+        self._net = BoundedLoop(client, self._may_read, f"{client_id}-net")
         self._connect_props: Properties | None = None
         if mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -159,7 +176,7 @@ class MqttIngest:
                                        clean_start=False, properties=self._connect_props)
         else:
             self._client.connect_async(self.url.host, self.url.port, keepalive=30)
-        self._client.loop_start()
+        self._net.start()
         return self._ready.wait(wait_s) if wait_s else False
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -177,7 +194,7 @@ class MqttIngest:
                 self._abandon.set()
                 self._thread.join(timeout_s)
         self._client.disconnect()
-        self._client.loop_stop()
+        self._net.stop()
         self._ready.clear()
         if self.watch is not None:
             self.watch.close()
@@ -185,12 +202,26 @@ class MqttIngest:
     def counters(self) -> dict[str, int]:
         """received, acked, batches, rejected, store_failures, broker_dropped, ..."""
         with self._cond:
-            counters = {**self.stats, "buffered": len(self._buffer)}
+            counters = {**self.stats, "buffered": len(self._buffer),
+                        "held_bytes": self._held_bytes, "held_messages": self._held_messages}
         if self.watch is not None:
             counters.update(self.watch.stats)
             if self.watch.dropped_total is not None:
                 counters["broker_dropped_total"] = self.watch.dropped_total
         return counters
+
+    def _may_read(self) -> bool:
+        over = (self._held_bytes >= self.max_held_bytes
+                or self._held_messages >= self.max_held_messages)
+        if over and not self._paused:
+            self.stats["reads_paused"] += 1
+        self._paused = over
+        return not over
+
+    def _hold(self, items: Sequence[_Received], sign: int) -> None:
+        """Count `items` in (1) or out (-1) of what is held; under self._cond."""
+        self._held_messages += sign * len(items)
+        self._held_bytes += sign * sum(_size(r.msg) for r in items)
 
     # -- paho callbacks (network thread) ------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags,
@@ -205,6 +236,7 @@ class MqttIngest:
                 # The broker resends every unacknowledged QoS 1 message (DUP): a copy still
                 # waiting here would be stored twice.
                 kept = [r for r in self._buffer if r.msg.qos == 0]
+                self._hold([r for r in self._buffer if r.msg.qos != 0], -1)
                 self.stats["left_for_redelivery"] += len(self._buffer) - len(kept)
                 self._buffer = kept
                 self._resent_below = self._generation
@@ -246,7 +278,9 @@ class MqttIngest:
         with self._cond:
             if self._closing:
                 return  # never acknowledged: the broker hands it to the next session
-            self._buffer.append(_Received(msg, self._generation, now_ms()))
+            item = _Received(msg, self._generation, now_ms())
+            self._buffer.append(item)
+            self._hold((item,), 1)
             self.stats["received"] += 1
             if len(self._buffer) == 1 or len(self._buffer) >= self.batch_max:
                 self._cond.notify_all()
@@ -266,6 +300,9 @@ class MqttIngest:
                 log.exception(t("mqtt.batch_failed", count=len(batch), retry_s=round(delay, 2)))
                 if not self._abandon.wait(delay):  # else stop gave up: the broker keeps it
                     self._retry(batch)
+                else:
+                    with self._cond:
+                        self._hold(batch, -1)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             delay = RETRY_MIN_S
@@ -290,8 +327,10 @@ class MqttIngest:
 
     def _retry(self, batch: list[_Received]) -> None:
         with self._cond:
-            self._buffer[:0] = [r for r in batch
-                                if r.msg.qos == 0 or r.generation >= self._resent_below]
+            kept = [r for r in batch if r.msg.qos == 0 or r.generation >= self._resent_below]
+            self._hold([r for r in batch if not (r.msg.qos == 0
+                                                 or r.generation >= self._resent_below)], -1)
+            self._buffer[:0] = kept
 
     def _store(self, batch: list[_Received]) -> _Stored:
         """Hand the batch to the pipeline; what it owns is a prefix of the batch."""
@@ -334,6 +373,8 @@ class MqttIngest:
         if stored.owned == len(batch):
             self.stats["batches"] += 1
         self._ack(batch[:stored.owned])
+        with self._cond:  # acked, or (not owned: stop gave up) left to the broker
+            self._hold(batch, -1)
         for inbound, outcome in stored.replies:
             self.stats["rejected"] += 1
             self._reply_error(inbound, outcome)
@@ -348,7 +389,9 @@ class MqttIngest:
         delay = RETRY_MIN_S
         while True:
             try:
+                started = time.perf_counter()
                 run.run()
+                self.store_latency.observe(time.perf_counter() - started)
                 return run.outcomes
             except StorageUnavailable as exc:
                 self.stats["store_failures"] += 1
@@ -417,6 +460,10 @@ class MqttIngest:
             self.stats["errors_dropped"] += 1
 
 
+def _size(msg: mqtt.MQTTMessage) -> int:
+    return len(msg.payload) + len(msg._topic)  # bytes: .topic would decode
+
+
 def worker_count(settings: Settings) -> int:
     """How many ingest processes serve an external broker: configured, else one per core."""
     return settings.ingest_workers or max(1, os.cpu_count() or 1)
@@ -430,9 +477,9 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     broker's first start, messages published before that have no session to wait in.
     `workers` must be the number started (default: worker_count): with one, a worker
     subscribes plainly; with several, shared. Got wrong, every message arrives twice.
-    With `parent_pid` the worker stops (storing and acknowledging what it holds) when that
-    process dies, and holds the data dir's worker lock while it runs (`wulian.workers`).
+    The worker stops when its parent (`parent_pid`, default: whoever spawned it) dies.
     """
+    from wulian.access.worker_life import IngestLock, die_with_parent
     from wulian.alerting.feed import FeedPublisher
     from wulian.bootstrap import build_core
     from wulian.quotas.gate import IngestGate
@@ -445,9 +492,14 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    if parent_pid is not None:
-        die_with_parent(parent_pid)
-        hold_worker_lock(settings.data_dir, index)
+
+    def orphaned() -> None:
+        log.warning(t("hardening.worker_orphaned", index=index))
+        stop.set()
+
+    die_with_parent(parent_pid or os.getppid(), orphaned)
+    lock = IngestLock(settings.data_dir)
+    lock.hold_shared()  # until this process ends
     core = build_core(settings, provision_broker=False)
     # the shared subscription gives each worker ~1/N of every device's messages
     core.pipeline.gate = IngestGate(share=1 / (workers or worker_count(settings)))
@@ -463,10 +515,17 @@ def run_worker(settings_json: str, index: int, ready: Any = None,
             if ingest.wait_ready(0.1):
                 ready.set()
         while not stop.wait(1.0):
-            if parent_pid is not None and not parent_alive(parent_pid):
-                break
+            with contextlib.suppress(OSError):  # figures for /metrics: never worth a crash
+                write_worker_figures(settings.data_dir, index, ingest.counters(),
+                                     ingest.store_latency)
     finally:
-        ingest.stop()
+        # within serve's budget (service.WORKER_STOP_S): what is not stored by then stays
+        # unacknowledged with the broker
+        ingest.stop(timeout_s=3.0)
         feed.stop()
         core.close()
         log.info(t("mqtt.worker_stopped", index=index, counters=ingest.counters()))
+        with contextlib.suppress(OSError):  # the final figures, for serve's summary
+            write_worker_figures(settings.data_dir, index, ingest.counters(),
+                                 ingest.store_latency)
+        lock.release()

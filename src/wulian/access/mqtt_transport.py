@@ -328,7 +328,8 @@ class DeviceTransport:
 
     def counters(self) -> dict[str, int]:
         """received, acked, refused, connections, ... and what is held now."""
-        return {**self.stats, "held_bytes": self._held, "pending": len(self._pending),
+        return {**self.stats, "held_bytes": self._held, "held_messages": len(self._pending),
+                "pending": len(self._pending),
                 "sessions": len(self.sessions), "connected": len(self.connections)}
 
     # -- connect ------------------------------------------------------------------------------

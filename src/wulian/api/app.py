@@ -35,6 +35,7 @@ from wulian.api.routes import (
     ingest,
     overview,
     products,
+    prom,
     quotas,
     rejections,
     rules,
@@ -184,6 +185,7 @@ def create_app(core: Core, *, admin_token: str) -> FastAPI:
                        dependencies=[Depends(require_role(Role.ADMIN))])
     app.include_router(stats.health_router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(prom.router)  # /metrics, where Prometheus looks by default
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -22,6 +22,7 @@ from fastapi.security import (
     HTTPBearer,
 )
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from wulian.accounts import AccountService
 from wulian.bootstrap import Core
@@ -77,7 +78,7 @@ def get_core(request: Request) -> Core:
 CoreDep = Annotated[Core, Depends(get_core)]
 
 
-def request_lang(request: Request) -> str | None:
+def request_lang(request: HTTPConnection) -> str | None:
     """The language to answer in: Accept-Language, else the configured one (else the process's)."""
     core: Core = request.app.state.core
     return from_accept_language(request.headers.get("accept-language")) or core.settings.lang
@@ -208,6 +209,23 @@ def identify(request: Request, creds: HTTPAuthorizationCredentials | None,
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def has_credentials(conn: HTTPConnection) -> bool:
+    """Whether `caller` would find a caller, without a database write (for GET /metrics).
+
+    The same rule as `caller` (a bearer token decides alone, else the session cookie);
+    roles and CSRF are left to the route. A new kind of credential must be added here too.
+    """
+    scheme, _, given = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and given:
+        expected: bytes = conn.app.state.admin_token_digest
+        return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected)
+    token = conn.cookies.get(SESSION_COOKIE)
+    if not token:
+        return False
+    service: AccountService = conn.app.state.account_service
+    return service.session(token) is not None
 
 
 def role_name(role: Role, lang: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -55,13 +56,20 @@ def stopped(summary: dict[str, int] | None) -> str:
 def run_service(settings: Settings, on_ready: Callable[[Ready], None],
                 stop: threading.Event | None = None) -> dict[str, int] | None:
     """`service.serve`, with its start-up failures as one translated line."""
+    from wulian.access.worker_life import StaleWorkers
     from wulian.netutil import PortInUse
     from wulian.service import serve
 
+    if not logging.getLogger().handlers:
+        # the shutdown summary (and warnings) on stderr, as the ingest workers log theirs
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+        logging.getLogger("wulian.service").setLevel(logging.INFO)
     try:
         return serve(settings, on_ready=on_ready, stop=stop)
     except PortInUse as exc:
         raise CliError(f"{exc} {t('cli.serve.port_hint')}") from None
+    except StaleWorkers as exc:
+        raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         return None  # Ctrl-C: the service has already shut down cleanly
 

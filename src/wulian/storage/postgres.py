@@ -64,7 +64,7 @@ _UPSERT_LATEST = (
 _INSERT_EVENTS = (
     "INSERT INTO events (device_id, event, level, ts, params) SELECT d, e, l, t, p::jsonb "
     "FROM unnest(%b::text[], %b::text[], %b::text[], %b::int8[], %b::text[]) "
-    f"AS k(d, e, l, t, p) WHERE {_KNOWN}")
+    f"AS k(d, e, l, t, p) WHERE {_KNOWN} ON CONFLICT DO NOTHING")  # redelivered: stored
 _INSERT_REJECTION = (
     "INSERT INTO rejections (received_ms, device_id, protocol, topic, code, message, payload) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)")

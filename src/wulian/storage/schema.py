@@ -126,6 +126,8 @@ events = Table(
     Column("ts", BigInteger, nullable=False),
     Column("params", DOC, nullable=False),
     Index("ix_events_device_ts", "device_id", "ts"),
+    # the idempotency key: a redelivered event is not stored twice (migration 0006)
+    Index("ux_events_device_event_ts", "device_id", "event", "ts", unique=True),
 )
 
 rejections = Table(

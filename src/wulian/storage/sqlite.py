@@ -38,7 +38,7 @@ _UPSERT_LATEST = (
 # delete_device (sent before the directory cache noticed) must not outlive the device.
 _KNOWN = "WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?)"
 _NEW_SERIES = f"INSERT OR IGNORE INTO series (device_id, property) SELECT ?, ? {_KNOWN}"
-_INSERT_EVENT = ("INSERT INTO events (device_id, event, level, ts, params) "
+_INSERT_EVENT = ("INSERT OR IGNORE INTO events (device_id, event, level, ts, params) "
                  f"SELECT ?, ?, ?, ?, ? {_KNOWN}")
 _INSERT_REJECTION = (
     "INSERT INTO rejections (received_ms, device_id, protocol, topic, code, message, payload) "
