@@ -188,12 +188,14 @@ async def _serve(core: Core, on_ready: Callable[[Ready], None] | None,
     feed: FeedSubscriber | None = None
     core.start_alerting()
     if settings.embedded_broker:
-        from wulian.access.mqtt_transport import DeviceTransport
+        from wulian.access.mqtt_transport import DeviceTransport, TransportAdmin
 
         # devices' messages go from the socket to the pipeline, acknowledged once stored
         broker = DeviceTransport(core, host=settings.mqtt_host, port=settings.mqtt_port,
                                  platform_password=platform_password)
         await broker.start()
+        # disabling, deleting or re-keying a device ends its live connection at once
+        core.registry.broker = TransportAdmin(broker, asyncio.get_running_loop())
         mqtt_host, mqtt_port = settings.mqtt_host, settings.mqtt_port
     else:
         feed = FeedSubscriber(BrokerUrl.from_settings(settings), "wulian-feed",

@@ -114,6 +114,11 @@ class SessionTable:
             self._drop(cid)
         return len(gone)
 
+    def forget(self, client_id: str) -> None:
+        """Drop a session whatever its expiry (its device was deleted)."""
+        if client_id in self.sessions:
+            self._drop(client_id)
+
     def _drop(self, client_id: str) -> None:
         del self.sessions[client_id]
         self._platform.discard(client_id)

@@ -682,6 +682,22 @@ class DeviceTransport:
                     conn.close()
             self.sessions.expire(now)
 
+    def end_device(self, device_id: str, *, forget: bool) -> None:
+        """End a device's live connection (disabled, deleted, new secret); `forget` its
+        session too (deleted). Runs on the loop."""
+        session = self.sessions.sessions.get(device_id)
+        if session is None or session.device_id is None:
+            return
+        conn = session.connection
+        if conn is not None:
+            if conn.version == MQTT_5 and conn.state == "open":
+                conn.send(disconnect(MQTT_5, Reason.NOT_AUTHORIZED))
+            conn.will = None
+            self.stats["ended_by_registry"] += 1
+            self._end(conn, abnormal=False)
+        if forget:
+            self.sessions.forget(device_id)
+
     def _record(self, device_id: str, connected: bool, remote: str | None) -> None:
         with contextlib.suppress(RuntimeError):  # shutting down
             self._status_pool.submit(self._record_now, device_id, connected, now_ms(), remote)
@@ -693,3 +709,27 @@ class DeviceTransport:
         except Exception as exc:  # status is informative: never worth failing a connect
             key = "mqtt.connect_not_recorded" if connected else "mqtt.disconnect_not_recorded"
             log.warning(t(key, device=device_id, detail=exc))
+
+
+class TransportAdmin:
+    """The registry's `BrokerAdmin` for the embedded transport: the transport asks the
+    registry at each CONNECT, so all that is left to do is to end what a change revokes."""
+
+    def __init__(self, transport: DeviceTransport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+
+    def _end(self, device_id: str, forget: bool) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is connected
+            self.loop.call_soon_threadsafe(
+                lambda: self.transport.end_device(device_id, forget=forget))
+
+    def provision(self, device_id: str, secret: str) -> None:
+        self._end(device_id, False)  # a new secret: the login made with the old one ends
+
+    def set_enabled(self, device_id: str, enabled: bool) -> None:
+        if not enabled:
+            self._end(device_id, False)
+
+    def remove(self, device_id: str) -> None:
+        self._end(device_id, True)
