@@ -46,7 +46,9 @@ def show(ctx: typer.Context, org: OrgOpt = DEFAULT_ORG, data_dir: DataDirOpt = N
                  "device_msgs_per_s", "api_per_s"):
         limit = limits.get(name)
         used = _USAGE.get(name)
-        table.add_row(name, t("cli.quota.unlimited") if limit is None else f"{limit:g}",
+        # the code stays beside the words: it is what `quotas` documents are written with
+        label = f"{t(f'cli.quota.name.{name}')} ({name})"
+        table.add_row(label, t("cli.quota.unlimited") if limit is None else f"{limit:g}",
                       "" if used is None else str(usage[used]))
     for code in _REFUSALS:
         table.add_row(t("cli.quota.refused", code=code), "",
